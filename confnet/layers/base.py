@@ -1,0 +1,155 @@
+"""Layer: the unit a net is made of.
+
+Every layer has the same life cycle, so the net never special-cases one:
+
+    layer = SomeLayer(layer_param, phase)
+    layer.setup(bottom, top)        # check blob counts, create and fill parameter blobs, reshape
+    layer.reshape(bottom, top)      # shape inference; runs again whenever input shapes change
+    loss = layer.forward(bottom, top)
+    layer.backward(top, propagate_down, bottom)
+
+Contracts a layer implementation keeps:
+
+- ``forward_cpu`` writes every top blob's data.
+- ``backward_cpu`` *overwrites* the diff of each bottom whose ``propagate_down`` is true, and
+  *adds* to the diff of its parameter blobs (``self.blobs``): the solver clears parameter diffs
+  once per iteration, so gradients of shared parameters and of ``iter_size`` passes accumulate.
+- A loss is the weighted sum of the tops that have a loss weight: ``sum_i w_i * sum(top_i)``.
+  Before backward the net stores ``w_i`` in every element of the top's diff, so a loss layer
+  scales its gradient by ``top[0].diff`` (a scalar blob).
+- Parameter messages: a layer lists the ``*_param`` fields of LayerParameter it reads in
+  ``params``; any other one being set is an error rather than silently ignored.
+"""
+
+import numpy as np
+
+from ..errors import ConfnetError
+
+TRAIN, TEST = 0, 1
+
+# Fields of LayerParameter that hold a layer-specific parameter message.
+_COMMON_FIELDS = {"name", "type", "bottom", "top", "phase", "loss_weight", "param", "blobs",
+                  "propagate_down", "include", "exclude"}
+
+
+class Layer:
+    """Base class. Subclasses set the class attributes below and override the hooks."""
+
+    type_name = "?"           # set by @register_layer
+    params = ()               # LayerParameter fields (``*_param``) this layer reads
+    num_bottom = None         # exact number of bottoms, or None
+    min_bottom, max_bottom = 0, None
+    num_top = None            # exact number of tops, or None
+    min_top, max_top = 0, None
+    auto_top = False          # create the minimum number of tops when none are named (losses)
+    default_loss_weight = 0.0  # loss weight of top[0] when the prototxt gives none
+    has_gpu = False           # whether forward_gpu/backward_gpu exist
+
+    def __init__(self, param, phase=TRAIN, dtype=np.float32):
+        self.param = param
+        self.name = param.name
+        self.phase = phase
+        self.dtype = np.dtype(dtype)
+        self.blobs = []
+        self.loss_weights = []
+        self._check_param_fields()
+
+    # -- life cycle ------------------------------------------------------------------------------
+    def setup(self, bottom, top):
+        self._check_counts(bottom, top)
+        self.layer_setup(bottom, top)
+        self.reshape(bottom, top)
+        self._set_loss_weights(top)
+
+    def layer_setup(self, bottom, top):
+        """One-time set up: read parameters, create self.blobs. Override when needed."""
+
+    def reshape(self, bottom, top):
+        raise NotImplementedError(f"{type(self).__name__}.reshape")
+
+    def forward(self, bottom, top):
+        self.forward_cpu(bottom, top)
+        loss = 0.0
+        for blob, weight in zip(top, self.loss_weights):
+            if weight:
+                loss += weight * float(blob.data.sum())
+        return loss
+
+    def backward(self, top, propagate_down, bottom):
+        self.backward_cpu(top, propagate_down, bottom)
+
+    def forward_cpu(self, bottom, top):
+        raise NotImplementedError(f"{type(self).__name__}.forward_cpu")
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        """Default for layers that have nothing to back-propagate (data, accuracy)."""
+
+    def allow_force_backward(self, bottom_index):
+        """False for inputs no gradient can flow to (labels of a loss, for example)."""
+        return True
+
+    # -- helpers for subclasses -------------------------------------------------------------------
+    def fail(self, message):
+        raise ConfnetError(f"layer '{self.name}' ({self.type_name}): {message}")
+
+    def require(self, condition, message):
+        if not condition:
+            self.fail(message)
+
+    def new_blob(self, shape):
+        from ..blob import Blob
+        return Blob(shape, self.dtype)
+
+    def add_param_blob(self, shape, filler_param):
+        """Create a learnable blob, filled unless the net will load it (given in the prototxt)."""
+        from ..filler import fill
+        blob = self.new_blob(shape)
+        fill(blob.data, filler_param)
+        self.blobs.append(blob)
+        return blob
+
+    # -- checks ------------------------------------------------------------------------------
+    def _check_param_fields(self):
+        for field, _ in self.param.ListFields():
+            if field.name in _COMMON_FIELDS or field.name in self.params:
+                continue
+            self.fail(f"'{field.name}' is set, but a {self.type_name} layer does not use it; "
+                      "remove it or fix the layer type")
+
+    def _check_counts(self, bottom, top):
+        self._check_count("bottom", len(bottom), self.num_bottom, self.min_bottom, self.max_bottom)
+        self._check_count("top", len(top), self.num_top, self.min_top, self.max_top)
+
+    def _check_count(self, kind, n, exact, low, high):
+        if exact is not None and n != exact:
+            self.fail(f"needs {exact} {kind} blob(s), got {n}")
+        if n < low or (high is not None and n > high):
+            bound = f"{low} to {high}" if high is not None else f"at least {low}"
+            self.fail(f"needs {bound} {kind} blob(s), got {n}")
+
+    def _set_loss_weights(self, top):
+        weights = list(self.param.loss_weight)
+        if weights and len(weights) != len(top):
+            self.fail(f"has {len(weights)} loss_weight value(s) for {len(top)} top blob(s)")
+        if not weights:
+            weights = [self.default_loss_weight] + [0.0] * (len(top) - 1) if top else []
+        self.loss_weights = [float(w) for w in weights]
+
+
+class LossLayer(Layer):
+    """Base for losses: bottom[0] predictions, bottom[1] targets; top[0] is a scalar loss."""
+
+    params = ("loss_param",)
+    min_bottom, max_bottom = 2, 3
+    min_top, max_top = 1, 1
+    auto_top = True
+    default_loss_weight = 1.0
+
+    def allow_force_backward(self, bottom_index):
+        return bottom_index != 1
+
+    def reshape(self, bottom, top):
+        self.require(bottom[0].shape[0] == bottom[1].shape[0],
+                     f"bottom[0] and bottom[1] need the same first dimension, got "
+                     f"{bottom[0].shape} and {bottom[1].shape}")
+        top[0].reshape(())

@@ -1,0 +1,344 @@
+"""Net: a directed acyclic graph of layers built from a NetParameter.
+
+Building a net, in order (as Caffe does):
+
+1. keep the layers whose include/exclude rules match the NetState (phase, level, stages);
+2. insert a Split layer wherever one blob feeds several layers, so each consumer gets its own
+   diff and the gradients are summed;
+3. create every layer, connect its bottoms to earlier tops (a top named like one of its bottoms
+   is computed in place), set it up and log its top shapes;
+4. collect the learnable parameters, honouring ``param { name lr_mult decay_mult }`` (layers that
+   name the same parameter share one blob, data and gradient);
+5. work out which layers need backward: those on a path from a parameter with lr_mult != 0 (or
+   ``force_backward``) to a loss.
+
+``forward`` runs every layer and returns the total loss; ``backward`` runs the layers that need
+it, in reverse order.
+"""
+
+import logging
+from collections import OrderedDict
+
+import numpy as np
+
+from .blob import Blob
+from .errors import ConfnetError
+from .layers import TEST, TRAIN, create_layer
+from .proto import confnet_pb2 as pb
+
+log = logging.getLogger("confnet")
+
+
+class Net:
+    """A net for one phase. ``source`` is a NetParameter or the path of a prototxt."""
+
+    def __init__(self, source, phase=TRAIN, level=0, stages=(), weights=None, dtype=np.float32):
+        from .proto import io
+        param = io.read_net(source) if isinstance(source, str) else source
+        self.phase = phase
+        self.name = param.name
+        self.dtype = np.dtype(dtype)
+        self.force_backward = param.force_backward
+        state = pb.NetState(phase=phase, level=level or param.state.level,
+                            stage=list(stages) or list(param.state.stage))
+        layer_params = insert_splits(filter_layers(param, state))
+        self.layers, self.layer_names = [], []
+        self.bottom_ids, self.top_ids = [], []
+        self.blobs = OrderedDict()
+        for lp in layer_params:
+            self._append_layer(lp)
+        self._collect_params()
+        self._decide_backward()
+        consumed = {name for ids in self.bottom_ids for name in ids}
+        self.outputs = [name for name in self.blobs if name not in consumed]
+        self.layer_dict = OrderedDict(zip(self.layer_names, self.layers))
+        log.info("Network '%s' (%s) initialized: %d layers, memory required for data: %d bytes",
+                 self.name, "TRAIN" if phase == TRAIN else "TEST", len(self.layers),
+                 sum(b.data.nbytes for b in self.blobs.values()))
+        if weights:
+            self.copy_from(weights)
+
+    # -- building ------------------------------------------------------------------------------
+    def _append_layer(self, lp):
+        if not lp.HasField("phase"):
+            lp.phase = self.phase
+        layer = create_layer(lp, self.phase, self.dtype)
+        if lp.propagate_down and len(lp.propagate_down) != len(lp.bottom):
+            layer.fail(f"has {len(lp.propagate_down)} propagate_down values for "
+                       f"{len(lp.bottom)} bottoms")
+        for name in lp.bottom:
+            if name not in self.blobs:
+                layer.fail(f"bottom blob '{name}' is not produced by any earlier layer "
+                           f"(blobs so far: {', '.join(self.blobs) or 'none'})")
+        bottoms = [self.blobs[name] for name in lp.bottom]
+        top_names = list(lp.top)
+        if not top_names and layer.auto_top:
+            top_names = [f"{lp.name}_auto_top{i}" for i in range(max(layer.min_top, 1))]
+        tops = []
+        for name in top_names:
+            if name in self.blobs and name not in lp.bottom:
+                layer.fail(f"top blob '{name}' is already produced by an earlier layer; "
+                           "give it another name (or compute it in place: bottom and top equal)")
+            tops.append(self.blobs.get(name) or Blob((), self.dtype, name))
+            self.blobs[name] = tops[-1]
+        log.info("Creating layer %s (%s): %s -> %s", lp.name, lp.type,
+                 ", ".join(lp.bottom) or "-", ", ".join(top_names) or "-")
+        layer.setup(bottoms, tops)
+        for name, blob in zip(top_names, tops):
+            log.info("Top shape: %s (%d)", " ".join(map(str, blob.shape)), blob.count)
+        self.layers.append(layer)
+        self.layer_names.append(lp.name)
+        self.bottom_ids.append(list(lp.bottom))
+        self.top_ids.append(top_names)
+
+    def _collect_params(self):
+        """Learnable parameters, with sharing by ParamSpec name and lr/decay multipliers."""
+        self.params = OrderedDict()
+        self.learnable_params, self.params_lr, self.params_weight_decay = [], [], []
+        self.param_need_backward = []
+        owners = {}
+        for layer in self.layers:
+            specs = list(layer.param.param)
+            if len(specs) > len(layer.blobs):
+                layer.fail(f"has {len(specs)} param specs but only {len(layer.blobs)} "
+                           "parameter blobs")
+            need = []
+            for i, blob in enumerate(layer.blobs):
+                spec = specs[i] if i < len(specs) else pb.ParamSpec()
+                need.append(spec.lr_mult != 0)
+                if spec.name and spec.name in owners:
+                    layer.blobs[i] = self._share(layer, i, spec, owners[spec.name])
+                    continue
+                if spec.name:
+                    owners[spec.name] = blob
+                self.learnable_params.append(blob)
+                self.params_lr.append(spec.lr_mult)
+                self.params_weight_decay.append(spec.decay_mult)
+            self.param_need_backward.append(need)
+            if layer.blobs:
+                self.params[layer.name] = layer.blobs
+
+    @staticmethod
+    def _share(layer, index, spec, owner):
+        mine = layer.blobs[index]
+        strict = spec.share_mode == pb.ParamSpec.STRICT
+        if (mine.shape != owner.shape) if strict else (mine.count != owner.count):
+            layer.fail(f"cannot share parameter '{spec.name}': shape {mine.shape} here, "
+                       f"{owner.shape} where it is first defined")
+        if mine.shape == owner.shape:
+            return owner
+        shared = Blob(mine.shape, owner.dtype, spec.name)
+        shared.share_data(owner, mine.shape)
+        shared.share_diff(owner, mine.shape)
+        return shared
+
+    def _decide_backward(self):
+        """Which layers run backward and which bottoms get a gradient (Caffe's rules)."""
+        blob_need = set()
+        self.layer_need_backward, self.bottom_need_backward = [], []
+        for layer, bottoms, tops, pneed in zip(self.layers, self.bottom_ids, self.top_ids,
+                                               self.param_need_backward):
+            pd = list(layer.param.propagate_down) or [True] * len(bottoms)
+            bneed = [name in blob_need and bool(p) for name, p in zip(bottoms, pd)]
+            need = self.force_backward or any(name in blob_need for name in bottoms) or any(pneed)
+            if self.force_backward:
+                bneed = [layer.allow_force_backward(i) and bool(p) for i, p in enumerate(pd)]
+            if need:
+                blob_need.update(tops)
+            self.layer_need_backward.append(need)
+            self.bottom_need_backward.append(bneed)
+        # Walk back from the losses: a layer whose tops reach no loss needs no backward.
+        under_loss = set()
+        for i in reversed(range(len(self.layers))):
+            layer = self.layers[i]
+            contributes = any(w != 0 or name in under_loss
+                              for name, w in zip(self.top_ids[i], layer.loss_weights))
+            if not contributes:
+                self.layer_need_backward[i] = False
+                self.bottom_need_backward[i] = [False] * len(self.bottom_ids[i])
+            else:
+                under_loss.update(self.bottom_ids[i])
+            log.debug("%s needs backward computation: %s", self.layer_names[i],
+                      self.layer_need_backward[i])
+
+    # -- running -------------------------------------------------------------------------------
+    def _io(self, i):
+        return ([self.blobs[n] for n in self.bottom_ids[i]],
+                [self.blobs[n] for n in self.top_ids[i]])
+
+    def reshape(self):
+        for i, layer in enumerate(self.layers):
+            layer.reshape(*self._io(i))
+
+    def forward(self, start=0, end=None):
+        """Run layers start..end (inclusive, by index) and return the summed loss."""
+        end = len(self.layers) - 1 if end is None else end
+        loss = 0.0
+        for i in range(start, end + 1):
+            bottom, top = self._io(i)
+            self.layers[i].reshape(bottom, top)
+            loss += self.layers[i].forward(bottom, top)
+        return loss
+
+    def backward(self):
+        for i, layer in enumerate(self.layers):
+            for name, weight in zip(self.top_ids[i], layer.loss_weights):
+                if weight:
+                    self.blobs[name].diff[...] = weight
+        for i in reversed(range(len(self.layers))):
+            if self.layer_need_backward[i]:
+                bottom, top = self._io(i)
+                self.layers[i].backward(top, self.bottom_need_backward[i], bottom)
+
+    def forward_backward(self):
+        loss = self.forward()
+        self.backward()
+        return loss
+
+    def clear_param_diffs(self):
+        for blob in self.learnable_params:
+            blob.diff[...] = 0
+
+    # -- weights -------------------------------------------------------------------------------
+    def to_proto(self, write_diff=False):
+        """A NetParameter holding every layer's definition and its parameter blobs, as Caffe
+        writes a .caffemodel."""
+        from .proto.io import array_to_blob
+        param = pb.NetParameter(name=self.name)
+        for layer in self.layers:
+            lp = param.layer.add()
+            lp.CopyFrom(layer.param)
+            del lp.blobs[:]
+            for blob in layer.blobs:
+                lp.blobs.append(array_to_blob(blob.data, blob.diff if write_diff else None))
+        return param
+
+    def save(self, path, write_diff=False):
+        from .proto.io import write_binary
+        write_binary(self.to_proto(write_diff), path)
+
+    def copy_from(self, source):
+        """Copy parameters by layer name from a NetParameter or a .caffemodel path."""
+        from .proto.io import blob_to_array, read_net
+        param = read_net(source) if isinstance(source, str) else source
+        where = source if isinstance(source, str) else "the given net"
+        for lp in param.layer:
+            if not lp.blobs:
+                continue
+            target = self.layer_dict.get(lp.name)
+            if target is None:
+                log.info("Ignoring source layer %s", lp.name)
+                continue
+            if len(lp.blobs) != len(target.blobs):
+                raise ConfnetError(
+                    f"{where}: layer '{lp.name}' has {len(lp.blobs)} parameter blobs, the net "
+                    f"expects {len(target.blobs)}; rename the layer to learn it from scratch")
+            for j, (bp, blob) in enumerate(zip(lp.blobs, target.blobs)):
+                blob.data[...] = _fit_shape(blob_to_array(bp), blob.shape, where, lp.name, j)
+            log.info("Copied weights of layer %s", lp.name)
+
+    def share_weights_from(self, other):
+        """Use the parameter storage of ``other``'s layers of the same name (test nets)."""
+        for name, layer in zip(self.layer_names, self.layers):
+            source = other.layer_dict.get(name)
+            if source is None or not layer.blobs:
+                continue
+            if len(source.blobs) != len(layer.blobs):
+                layer.fail(f"cannot share weights with the train net: {len(source.blobs)} "
+                           f"blobs there, {len(layer.blobs)} here")
+            for mine, theirs in zip(layer.blobs, source.blobs):
+                if mine.shape != theirs.shape:
+                    layer.fail(f"cannot share weights with the train net: shape "
+                               f"{theirs.shape} there, {mine.shape} here")
+                mine.share_data(theirs)
+
+    @property
+    def data_layers(self):
+        """Layers that keep a read position (restored on resume)."""
+        return [layer for layer in self.layers if hasattr(layer, "cursor_state")]
+
+
+def _fit_shape(array, shape, where, layer_name, index):
+    """Accept the source shape if it equals the target, or is Caffe's legacy 4-D form of it."""
+    if array.shape == tuple(shape):
+        return array
+    legacy = (1,) * (4 - len(shape)) + tuple(shape) if len(shape) <= 4 else None
+    if legacy is not None and array.shape == legacy:
+        return array.reshape(shape)
+    raise ConfnetError(
+        f"{where}: cannot copy param {index} of layer '{layer_name}': shape "
+        f"{' '.join(map(str, array.shape))} in the weights, {' '.join(map(str, shape))} in "
+        "the net; to learn this layer from scratch instead, rename it")
+
+
+# -- NetState filtering --------------------------------------------------------------------------
+def rule_matches(rule, state):
+    if rule.HasField("phase") and rule.phase != state.phase:
+        return False
+    if rule.HasField("min_level") and state.level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and state.level > rule.max_level:
+        return False
+    stages = set(state.stage)
+    return all(s in stages for s in rule.stage) and not any(s in stages for s in rule.not_stage)
+
+
+def layer_included(lp, state):
+    if lp.include and lp.exclude:
+        raise ConfnetError(f"layer '{lp.name}': specify include or exclude rules, not both")
+    if lp.include:
+        return any(rule_matches(r, state) for r in lp.include)
+    return not any(rule_matches(r, state) for r in lp.exclude)
+
+
+def filter_layers(param, state):
+    return [lp for lp in param.layer if layer_included(lp, state)]
+
+
+# -- Split insertion -----------------------------------------------------------------------------
+def split_layer_name(blob, layer, index):
+    return f"{blob}_{layer}_{index}_split"
+
+
+def split_blob_name(blob, layer, index, k):
+    return f"{blob}_{layer}_{index}_split_{k}"
+
+
+def insert_splits(layer_params):
+    """Copy of ``layer_params`` with a Split layer after every top that feeds several bottoms.
+
+    Names follow Caffe, so nets and weights written by either tool line up.
+    """
+    producer = {}      # blob name -> (layer index, top index) of its current producer
+    consumers = {}     # (layer index, top index) -> number of bottoms reading it
+    for i, lp in enumerate(layer_params):
+        for name in lp.bottom:
+            if name in producer:
+                key = producer[name]
+                consumers[key] = consumers.get(key, 0) + 1
+        for j, name in enumerate(lp.top):
+            producer[name] = (i, j)
+    out, producer, used = [], {}, {}
+    for i, lp in enumerate(layer_params):
+        lp = _copy(lp)
+        for b, name in enumerate(lp.bottom):
+            key = producer.get(name)
+            if key is not None and consumers.get(key, 0) > 1:
+                src = layer_params[key[0]]
+                k = used[key] = used.get(key, -1) + 1
+                lp.bottom[b] = split_blob_name(name, src.name, key[1], k)
+        out.append(lp)
+        for j, name in enumerate(lp.top):
+            producer[name] = (i, j)
+            n = consumers.get((i, j), 0)
+            if n > 1:
+                out.append(pb.LayerParameter(
+                    name=split_layer_name(name, lp.name, j), type="Split", bottom=[name],
+                    top=[split_blob_name(name, lp.name, j, k) for k in range(n)]))
+    return out
+
+
+def _copy(lp):
+    new = pb.LayerParameter()
+    new.CopyFrom(lp)
+    return new
