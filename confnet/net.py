@@ -34,7 +34,10 @@ class Net:
 
     def __init__(self, source, phase=TRAIN, level=0, stages=(), weights=None, dtype=np.float32):
         from .proto import io
-        param = io.read_net(source) if isinstance(source, str) else source
+        if isinstance(source, str):
+            param = io.read_net(source)
+        else:
+            param = io.upgrade_net(_copy_net(source), "the given net")
         self.phase = phase
         self.name = param.name
         self.dtype = np.dtype(dtype)
@@ -336,6 +339,12 @@ def insert_splits(layer_params):
                     name=split_layer_name(name, lp.name, j), type="Split", bottom=[name],
                     top=[split_blob_name(name, lp.name, j, k) for k in range(n)]))
     return out
+
+
+def _copy_net(net):
+    new = pb.NetParameter()
+    new.CopyFrom(net)
+    return new
 
 
 def _copy(lp):
