@@ -1,0 +1,88 @@
+"""Element-wise activations: ReLU, Sigmoid, TanH.
+
+Each may be computed in place (top is the same Blob as bottom), so backward works from what is
+still there after forward: the top data (Sigmoid, TanH) or values with the sign of the input
+(ReLU).
+"""
+
+import numpy as np
+
+from .base import Layer
+from .registry import register_layer
+
+
+class Neuron(Layer):
+    """Base for element-wise layers: one bottom, one top of the same shape, in place allowed."""
+
+    num_bottom = num_top = 1
+
+    def reshape(self, bottom, top):
+        top[0].reshape_like(bottom[0])
+
+
+@register_layer("ReLU")
+class ReLU(Neuron):
+    """y = max(x, 0) + negative_slope * min(x, 0)
+
+    bottom: 1 blob, any shape.   top: 1 blob, same shape (may be in place).
+    backward: dx = dy where x > 0, else negative_slope * dy (x = 0 takes the slope, as Caffe).
+    In place the bottom data holds y afterwards, which is > 0 exactly where x > 0 as long as
+    negative_slope >= 0; for a negative slope in place, forward keeps the mask x > 0 (Caffe's
+    gradient is wrong there).
+    """
+
+    params = ("relu_param",)
+
+    def layer_setup(self, bottom, top):
+        self.slope = float(self.param.relu_param.negative_slope)
+        self.positive = None
+
+    def forward_cpu(self, bottom, top):
+        x = bottom[0].data
+        positive = x > 0
+        self.positive = positive if self.slope < 0 and bottom[0] is top[0] else None
+        top[0].data[...] = np.where(positive, x, x * self.slope)
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            dy = top[0].diff
+            positive = self.positive if self.positive is not None else bottom[0].data > 0
+            bottom[0].diff[...] = np.where(positive, dy, dy * self.slope)
+
+
+@register_layer("Sigmoid")
+class Sigmoid(Neuron):
+    """y = 1 / (1 + exp(-x)), computed as 0.5 * tanh(0.5 * x) + 0.5 (no overflow).
+
+    bottom: 1 blob, any shape.   top: 1 blob, same shape (may be in place).
+    backward: dx = dy * y * (1 - y).
+    """
+
+    params = ("sigmoid_param",)
+
+    def forward_cpu(self, bottom, top):
+        top[0].data[...] = 0.5 * np.tanh(0.5 * bottom[0].data) + 0.5
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            y = top[0].data
+            bottom[0].diff[...] = top[0].diff * y * (1 - y)
+
+
+@register_layer("TanH")
+class TanH(Neuron):
+    """y = tanh(x)
+
+    bottom: 1 blob, any shape.   top: 1 blob, same shape (may be in place).
+    backward: dx = dy * (1 - y^2).
+    """
+
+    params = ("tanh_param",)
+
+    def forward_cpu(self, bottom, top):
+        top[0].data[...] = np.tanh(bottom[0].data)
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            y = top[0].data
+            bottom[0].diff[...] = top[0].diff * (1 - y * y)

@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+
+from confnet import rng
+from confnet.blob import Blob
+from confnet.errors import ConfnetError
+from confnet.layers import TRAIN
+from tests.layers.harness import RNG, away_from, check_layer, make_blobs, make_layer, run_forward
+
+
+def check_in_place(text, bottoms, phase=TRAIN):
+    """Run the layer out of place, then in place (top 0 is bottom 0), with the same upstream
+    gradient and random draws: the top data and every bottom diff must agree."""
+    dy = RNG.normal(size=np.shape(bottoms[0]))
+    runs = []
+    for in_place in (False, True):
+        layer = make_layer(text, phase)
+        bottom = make_blobs(bottoms)
+        top = [bottom[0]] if in_place else [Blob((), np.float64)]
+        rng.seed(0)
+        layer.setup(bottom, top)
+        run_forward(layer, bottom, top)
+        y = top[0].data.copy()
+        top[0].diff[...] = dy
+        layer.backward(top, [True] * len(bottom), bottom)
+        runs.append([y] + [b.diff.copy() for b in bottom])
+    for i, (out, inp) in enumerate(zip(*runs)):
+        np.testing.assert_allclose(inp, out, rtol=1e-12, atol=1e-12,
+                                   err_msg="top data" if i == 0 else f"bottom {i - 1} diff")
+
+
+def test_relu():
+    x = away_from(RNG.normal(size=(2, 3, 4, 5)), [0.0])
+    check_layer('type: "ReLU"', [x], [np.maximum(x, 0)])
+
+
+def test_relu_leaky():
+    x = away_from(RNG.normal(size=(3, 7)), [0.0])
+    check_layer('type: "ReLU" relu_param { negative_slope: 0.25 engine: CAFFE }', [x],
+                [np.maximum(x, 0) + 0.25 * np.minimum(x, 0)])
+
+
+def test_relu_gradient_at_zero_takes_the_slope():
+    layer, bottom, top = check_layer('type: "ReLU" relu_param { negative_slope: 0.5 }',
+                                     [np.array([-1.0, 0.0, 2.0])], check_grad=False)
+    top[0].diff[...] = 1
+    layer.backward(top, [True], bottom)
+    np.testing.assert_array_equal(bottom[0].diff, [0.5, 0.5, 1.0])
+
+
+def test_sigmoid():
+    x = RNG.normal(size=(4, 6)) * 3
+    check_layer('type: "Sigmoid"', [x], [1 / (1 + np.exp(-x))])
+
+
+def test_sigmoid_saturates_without_overflow():
+    x = np.array([-800.0, -30.0, 0.0, 30.0, 800.0])
+    with np.errstate(all="raise"):
+        check_layer('type: "Sigmoid"', [x], [[0.0, 1 / (1 + np.exp(30)), 0.5,
+                                               1 / (1 + np.exp(-30)), 1.0]], check_grad=False)
+
+
+def test_tanh():
+    x = RNG.normal(size=(2, 3, 5)) * 2
+    check_layer('type: "TanH"', [x], [(np.exp(2 * x) - 1) / (np.exp(2 * x) + 1)])
+
+
+@pytest.mark.parametrize("text", ['type: "ReLU"', 'type: "ReLU" relu_param { negative_slope: 0.1 }',
+                                  'type: "ReLU" relu_param { negative_slope: -0.5 }',
+                                  'type: "Sigmoid"', 'type: "TanH"'])
+def test_in_place(text):
+    check_in_place(text, [away_from(RNG.normal(size=(3, 4, 5)), [0.0])])
+
+
+@pytest.mark.parametrize("text", ['type: "ReLU" convolution_param { num_output: 3 }',
+                                  'type: "Sigmoid" relu_param { negative_slope: 0.1 }',
+                                  'type: "TanH" dropout_param { dropout_ratio: 0.1 }'])
+def test_unused_parameter_is_an_error(text):
+    with pytest.raises(ConfnetError, match="does not use it"):
+        make_layer(text)
