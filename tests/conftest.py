@@ -1,0 +1,24 @@
+"""Fixtures shared by the test folders."""
+
+import numpy as np
+import pytest
+
+from confnet.data.datum import array_to_datum, datum_key
+from confnet.data.lmdb_io import LMDBWriter
+
+
+def write_digit_like_lmdb(path, n=60, classes=3, size=8, seed=0):
+    """A small LMDB of uint8 1 x size x size images whose class shows as a bright row."""
+    g = np.random.default_rng(seed)
+    with LMDBWriter(str(path)) as db:
+        for i in range(n):
+            label = i % classes
+            img = g.integers(0, 60, (1, size, size), dtype=np.uint8)
+            img[0, 2 * label + 1, :] = 250
+            db.put(datum_key(i, f"img{i}.png"), array_to_datum(img, label).SerializeToString())
+    return str(path)
+
+
+@pytest.fixture
+def tiny_lmdb(tmp_path):
+    return write_digit_like_lmdb(tmp_path / "train_lmdb")
