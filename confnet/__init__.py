@@ -1,3 +1,14 @@
-"""confnet: train Caffe-format networks in Python."""
+"""confnet: train Caffe-format networks in Python.
+
+    import confnet
+    net = confnet.Net("deploy.prototxt", phase=confnet.TEST, weights="model.caffemodel")
+    solver = confnet.get_solver("solver.prototxt")
+"""
+
+from .errors import ConfnetError
+from .layers import TEST, TRAIN
+from .net import Net
+from .solver import get_solver
 
 __version__ = "0.1.0"
+__all__ = ["TEST", "TRAIN", "ConfnetError", "Net", "get_solver"]

@@ -28,7 +28,8 @@ class Data(Layer):
 
     def layer_setup(self, bottom, top):
         dp = self.param.data_param
-        self.require(dp.backend == pb.DataParameter.LMDB,
+        # Caffe's default backend is LEVELDB; confnet reads LMDB unless LEVELDB is asked for.
+        self.require(not (dp.HasField("backend") and dp.backend == pb.DataParameter.LEVELDB),
                      "backend LEVELDB is not supported; convert the data to LMDB "
                      "(confnet convert-data)")
         self.require(dp.source, "data_param.source is not set")

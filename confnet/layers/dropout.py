@@ -15,11 +15,9 @@ class Dropout(Neuron):
     whatever the blob's dtype):
 
         TRAIN: y = x * m / (1 - p)          TEST: y = x
-    or, with scale_train false (NVIDIA Caffe's field; honoured when the schema has it):
-        TRAIN: y = x * m                    TEST: y = x * (1 - p)
 
     bottom: 1 blob, any shape.   top: 1 blob, same shape (may be in place).
-    backward: dx = dy * (the factor y was multiplied by): m / (1 - p), m, 1 or (1 - p).
+    backward: TRAIN dx = dy * m / (1 - p); TEST dx = dy.
     """
 
     params = ("dropout_param",)
@@ -28,17 +26,15 @@ class Dropout(Neuron):
         dp = self.param.dropout_param
         self.ratio = float(dp.dropout_ratio)
         self.require(0 <= self.ratio < 1, f"dropout_ratio must be in [0, 1), got {self.ratio}")
-        self.scale_train = bool(getattr(dp, "scale_train", True))
         self.factor = None
 
     def forward_cpu(self, bottom, top):
         x = bottom[0].data
         if self.phase == TRAIN:
             keep = rng.get().random(x.shape, dtype=np.float32) >= np.float32(self.ratio)
-            scale = 1 / (1 - self.ratio) if self.scale_train else 1.0
-            self.factor = keep.astype(x.dtype) * scale
+            self.factor = keep.astype(x.dtype) / (1 - self.ratio)
         else:
-            self.factor = 1.0 if self.scale_train else 1 - self.ratio
+            self.factor = 1.0
         top[0].data[...] = x * self.factor
 
     def backward_cpu(self, top, propagate_down, bottom):

@@ -5,11 +5,8 @@ from confnet import rng
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
 from confnet.layers import TEST, TRAIN
-from confnet.proto import confnet_pb2 as pb
-from tests.layers.harness import RNG, check_layer, gradient_check, make_blobs, make_layer
+from tests.layers.harness import RNG, check_layer, make_layer
 from tests.layers.test_neuron import check_in_place
-
-HAS_SCALE_TRAIN = "scale_train" in pb.DropoutParameter.DESCRIPTOR.fields_by_name
 
 
 def keep_mask(shape, ratio, seed=0):
@@ -39,23 +36,6 @@ def test_train_statistics():
 def test_test_phase_is_identity():
     x = RNG.normal(size=(3, 8))
     check_layer('type: "Dropout"', [x], [x], phase=TEST)
-
-
-@pytest.mark.parametrize("phase", [TRAIN, TEST])
-def test_scale_train_false(phase):
-    x = RNG.normal(size=(5, 6))
-    field = " scale_train: false" if HAS_SCALE_TRAIN else ""
-    layer = make_layer(f'type: "Dropout" dropout_param {{ dropout_ratio: 0.4{field} }}', phase)
-    bottom, top = make_blobs([x]), [Blob((), np.float64)]
-    layer.setup(bottom, top)
-    if not HAS_SCALE_TRAIN:  # the schema lacks NVIDIA Caffe's field: set what it would set
-        layer.scale_train = False
-    rng.seed(0)
-    layer.forward(bottom, top)
-    p = float(np.float32(0.4))  # the ratio as the float32 field holds it
-    want = x * keep_mask(x.shape, p) if phase == TRAIN else x * (1 - p)
-    np.testing.assert_allclose(top[0].data, want, rtol=1e-12)
-    gradient_check(layer, bottom, top)
 
 
 @pytest.mark.parametrize("phase", [TRAIN, TEST])

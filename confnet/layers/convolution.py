@@ -1,0 +1,163 @@
+"""Convolution: a bank of learned filters slid over the spatial axes of the input."""
+
+import numpy as np
+
+from .base import TRAIN, Layer
+from .im2col import col2im, im2col, output_shape
+from .registry import register_layer
+
+# Above this many bytes of im2col buffer, a batch is convolved a chunk of images at a time (and
+# the buffer is rebuilt in backward instead of kept from forward), so big nets fit in memory.
+_COL_BUDGET = 256 << 20
+
+
+@register_layer("Convolution")
+class Convolution(Layer):
+    """y[n, m, o] = b[m] + sum_{c, k} W[m, c, k] * xpad[n, g(m) C/G + c, o * s + k * d]
+
+    with o and k multi-indices over the spatial axes (output position and kernel offset), xpad
+    the input zero-padded by ``pad`` on both sides, s the stride, d the dilation, G the number
+    of groups and g(m) = m // (M/G) the group of output channel m: each group of M/G outputs
+    sees only its own C/G input channels.
+
+    bottom: 1 or more blobs, all of shape (N, C, *spatial) (2-D: (N, C, H, W)).
+    top: as many blobs, each (N, M, *out) with, per axis,
+         out = (size + 2 pad - (dilation (kernel - 1) + 1)) // stride + 1.
+    params: weight (M, C/G, *kernel); bias (M,) when bias_term. Every bottom uses the same ones.
+
+    Computed as im2col then, per group, one matrix product over the whole batch:
+    Y_g (M/G, N*P) = W_g (M/G, C/G*K) @ col_g (C/G*K, N*P), with K = prod(kernel) and
+    P = prod(out). Backward: dW_g += dY_g @ col_g^T, db += dY summed over n and o, and
+    dx = col2im(W_g^T @ dY_g).
+
+    Settings: num_output, bias_term, kernel_size / stride / pad / dilation (one value for every
+    axis or one per axis; kernel_h/_w, stride_h/_w, pad_h/_w in 2-D), group, weight_filler,
+    bias_filler. ``axis`` must be the channel axis 1; engine and force_nd_im2col do not change
+    the result and are accepted.
+    """
+
+    params = ("convolution_param",)
+    min_bottom = min_top = 1
+
+    def layer_setup(self, bottom, top):
+        p = self.param.convolution_param
+        self.require(len(bottom) == len(top),
+                     f"needs as many tops as bottoms, got {len(bottom)} bottom(s) and "
+                     f"{len(top)} top(s)")
+        shape = bottom[0].shape
+        self.require(len(shape) >= 3, f"needs an input of shape (N, C, spatial...), got {shape}")
+        self.require(p.axis in (1, 1 - len(shape)),
+                     f"axis: {p.axis} is not supported; confnet convolves inputs laid out as "
+                     "(N, C, spatial...) with the channels on axis 1")
+        n = len(shape) - 2
+        self.kernel = self._per_axis(p, "kernel_size", "kernel", None, n)
+        self.stride = self._per_axis(p, "stride", "stride", 1, n)
+        self.pad = self._per_axis(p, "pad", "pad", 0, n)
+        self.dilation = self._per_axis(p, "dilation", None, 1, n)
+        for name in ("kernel", "stride", "dilation"):
+            self.require(all(v > 0 for v in getattr(self, name)),
+                         f"{name} must be positive, got {getattr(self, name)}")
+        self.num_output, self.group, self.channels = p.num_output, p.group, shape[1]
+        self.require(self.num_output > 0, "num_output must be set to a positive number")
+        self.require(self.group > 0, "group must be positive")
+        self.require(self.channels % self.group == 0 and self.num_output % self.group == 0,
+                     f"group {self.group} must divide both the input channels "
+                     f"({self.channels}) and num_output ({self.num_output})")
+        self.add_param_blob((self.num_output, self.channels // self.group) + self.kernel,
+                            p.weight_filler)
+        self.bias_term = p.bias_term
+        if self.bias_term:
+            self.add_param_blob((self.num_output,), p.bias_filler)
+
+    def _per_axis(self, p, field, hw, default, n):
+        """One value per spatial axis from a repeated field (1 or n values), or from its 2-D
+        ``<hw>_h``/``<hw>_w`` pair."""
+        values = list(getattr(p, field))
+        if hw and (p.HasField(f"{hw}_h") or p.HasField(f"{hw}_w")):
+            self.require(n == 2, f"{hw}_h/{hw}_w are for 2-D inputs only; use {field} for "
+                                 f"{n} spatial axes")
+            self.require(not values, f"set either {field} or {hw}_h/{hw}_w, not both")
+            self.require(hw == "pad" or (p.HasField(f"{hw}_h") and p.HasField(f"{hw}_w")),
+                         f"{hw}_h and {hw}_w must be set together")
+            return (getattr(p, f"{hw}_h"), getattr(p, f"{hw}_w"))
+        if not values:
+            self.require(default is not None, f"{field} must be set (or {hw}_h and {hw}_w)")
+            values = [default]
+        self.require(len(values) in (1, n),
+                     f"{field} needs 1 or {n} values (one per spatial axis), got {len(values)}")
+        return tuple(values * n if len(values) == 1 else values)
+
+    def reshape(self, bottom, top):
+        shape = bottom[0].shape
+        for blob in bottom[1:]:
+            self.require(blob.shape == shape,
+                         f"all bottoms need the same shape, got {shape} and {blob.shape}")
+        self.require(len(shape) == 2 + len(self.kernel),
+                     f"was set up for {len(self.kernel)} spatial axes, got input shape {shape}")
+        self.require(shape[1] == self.channels,
+                     f"input has {shape[1]} channels, the weights were made for {self.channels}")
+        self.out = output_shape(shape[2:], self.kernel, self.pad, self.stride, self.dilation)
+        self.require(all(o > 0 for o in self.out),
+                     f"kernel {self.kernel} (dilation {self.dilation}) is larger than the "
+                     f"padded input {shape[2:]} (pad {self.pad})")
+        for blob in top:
+            blob.reshape(shape[:1] + (self.num_output,) + self.out)
+        self._cols = [None] * len(bottom)
+
+    # -- compute ---------------------------------------------------------------------------------
+    def forward_cpu(self, bottom, top):
+        for i, (x, y) in enumerate(zip(bottom, top)):
+            chunks = self._chunks(x.shape[0])
+            for images in chunks:
+                col = self._im2col(x.data[images])
+                # One chunk in training: keep the buffer for backward instead of rebuilding it.
+                self._cols[i] = col if len(chunks) == 1 and self.phase == TRAIN else None
+                self._forward_chunk(col, y.data[images])
+
+    def _forward_chunk(self, col, y):
+        n, m = y.shape[0], self.num_output
+        out = np.matmul(self._weight_groups(self.blobs[0].data), col)
+        out = out.reshape(m, n, -1).transpose(1, 0, 2)
+        y = y.reshape(n, m, -1)
+        if self.bias_term:
+            np.add(out, self.blobs[1].data[:, None], out=y)
+        else:
+            y[...] = out
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        weight = self.blobs[0]
+        for i, (y, x) in enumerate(zip(top, bottom)):
+            if self.bias_term:
+                self.blobs[1].diff += y.diff.sum(axis=(0, *range(2, y.diff.ndim)))
+            for images in self._chunks(x.shape[0]):
+                col = self._cols[i] if self._cols[i] is not None else self._im2col(x.data[images])
+                dy = self._output_groups(y.diff[images])
+                weight.diff += np.matmul(dy, col.transpose(0, 2, 1)).reshape(weight.shape)
+                if propagate_down[i]:
+                    dcol = np.matmul(self._weight_groups(weight.data).transpose(0, 2, 1), dy)
+                    n = dy.shape[2] // int(np.prod(self.out))
+                    col2im(dcol.reshape((self.channels,) + self.kernel + (n,) + self.out),
+                           x.diff[images], self.kernel, self.pad, self.stride, self.dilation)
+
+    # -- layout helpers --------------------------------------------------------------------------
+    def _im2col(self, x):
+        """(n, C, *spatial) -> (G, C/G * K, n * P)."""
+        col = im2col(x, self.kernel, self.pad, self.stride, self.dilation)
+        return col.reshape(self.group, -1, x.shape[0] * int(np.prod(self.out)))
+
+    def _weight_groups(self, w):
+        """(M, C/G, *kernel) -> (G, M/G, C/G * K), a view."""
+        return w.reshape(self.group, self.num_output // self.group, -1)
+
+    def _output_groups(self, dy):
+        """(n, M, *out) -> (G, M/G, n * P), a contiguous copy."""
+        n = dy.shape[0]
+        grouped = np.ascontiguousarray(dy.reshape(n, self.num_output, -1).transpose(1, 0, 2))
+        return grouped.reshape(self.group, self.num_output // self.group, -1)
+
+    def _chunks(self, n):
+        """Slices of the batch whose im2col buffers fit in _COL_BUDGET (at least one image)."""
+        per_image = (self.channels * int(np.prod(self.kernel)) * int(np.prod(self.out))
+                     * self.dtype.itemsize)
+        step = max(1, _COL_BUDGET // max(per_image, 1))
+        return [slice(start, start + step) for start in range(0, n, step)]

@@ -1,0 +1,175 @@
+"""Pooling: the max or the mean of every window of the spatial axes."""
+
+import numpy as np
+
+from .base import Layer
+from .im2col import accumulate_windows, pad_spatial, window
+from .registry import register_layer
+
+MAX, AVE, STOCHASTIC = 0, 1, 2
+CEIL, FLOOR = 0, 1
+
+
+@register_layer("Pooling")
+class Pooling(Layer):
+    """MAX: y[n, c, i, j] = max over the window of (i, j); AVE: the window's sum / pool_size.
+
+    The window of output row i covers input rows [i * stride - pad, i * stride - pad + kernel)
+    (columns likewise). Cells outside the input never win a MAX. AVE sums the cells inside the
+    input and divides by Caffe's pool_size = (hend - hstart) * (wend - wstart), where
+    hend = min(hstart + kernel, H + pad) is taken before clipping to the input: padding counts,
+    overhang past the padding does not.
+
+    bottom: 1 blob (N, C, H, W).
+    top: (N, C, PH, PW) with PH = ceil((H + 2 pad - kernel) / stride) + 1 (floor when
+         round_mode is FLOOR), less 1 when padding is used and the last window would start at
+         or past H + pad (PW likewise). MAX may have a second top, the argmax mask: the index
+         h * W + w within the channel of the winning cell (first maximum in row-major window
+         order on ties), as a float, as in Caffe.
+    backward: MAX routes dy to its window's winning cell; AVE spreads dy / pool_size over
+         the window. Overlapping windows add up.
+
+    Settings: pool (MAX, AVE; STOCHASTIC is not supported), kernel_size or kernel_h/kernel_w,
+    stride or stride_h/stride_w, pad or pad_h/pad_w, global_pooling (window = whole input),
+    round_mode (CEIL, FLOOR); engine does not change the result.
+    """
+
+    params = ("pooling_param",)
+    num_bottom = 1
+    min_top, max_top = 1, 2
+
+    def layer_setup(self, bottom, top):
+        p = self.param.pooling_param
+        self.method = p.pool
+        self.require(self.method in (MAX, AVE),
+                     "pool: STOCHASTIC is not supported; use MAX or AVE")
+        self.require(len(top) == 1 or self.method == MAX,
+                     "a second top (the argmax mask) needs pool: MAX")
+        self.global_pooling = p.global_pooling
+        self.kernel = self._pair(p, "kernel", "kernel_size", None)
+        self.pad = self._pair(p, "pad", "pad", 0)
+        self.stride = self._pair(p, "stride", "stride", 1)
+        self.require(all(s > 0 for s in self.stride), f"stride must be positive, got {self.stride}")
+        if self.global_pooling:
+            self.require(self.pad == (0, 0) and self.stride == (1, 1),
+                         "global_pooling takes no pad and no stride")
+        else:
+            self.require(all(k > 0 for k in self.kernel),
+                         f"kernel size must be positive, got {self.kernel}")
+            self.require(all(pd < k for pd, k in zip(self.pad, self.kernel)),
+                         f"pad {self.pad} must be smaller than the kernel {self.kernel}")
+        self.round_mode = p.round_mode
+
+    def _pair(self, p, hw, field, default):
+        """(h, w) from ``field`` or from the ``<hw>_h``/``<hw>_w`` pair (not both)."""
+        has_hw = p.HasField(f"{hw}_h"), p.HasField(f"{hw}_w")
+        if hw == "kernel" and self.global_pooling:
+            self.require(not (p.HasField(field) or any(has_hw)),
+                         "global_pooling takes the whole input as the window: do not set a "
+                         "kernel size")
+            return None
+        if any(has_hw):
+            self.require(all(has_hw) and not p.HasField(field),
+                         f"set either {field} or both {hw}_h and {hw}_w")
+            return getattr(p, f"{hw}_h"), getattr(p, f"{hw}_w")
+        self.require(default is not None or p.HasField(field),
+                     f"{field} (or {hw}_h and {hw}_w) must be set")
+        value = getattr(p, field)
+        return value, value
+
+    def reshape(self, bottom, top):
+        shape = bottom[0].shape
+        self.require(len(shape) == 4, f"needs a 4-D input (N, C, H, W), got shape {shape}")
+        spatial = shape[2:]
+        if self.global_pooling:
+            self.kernel = spatial
+        axes = list(zip(spatial, self.kernel, self.pad, self.stride))
+        self.out = tuple(self._pooled_size(*axis) for axis in axes)
+        self.require(all(o > 0 for o in self.out),
+                     f"kernel {self.kernel} is larger than the padded input {spatial} "
+                     f"(pad {self.pad})")
+        self.require(all((o - 1) * s - pd < size for (size, _, pd, s), o in zip(axes, self.out)),
+                     f"with stride {self.stride} the last window of an input of size {spatial} "
+                     "starts past its end; use a smaller stride or round_mode: FLOOR")
+        # Padding after the end of each axis: pad, plus whatever the last window hangs over.
+        self.pad_after = tuple(max(pd, (o - 1) * s + k - size - pd)
+                               for (size, k, pd, s), o in zip(axes, self.out))
+        for blob in top:
+            blob.reshape(shape[:2] + self.out)
+        if self.method == AVE:
+            sizes = [self._window_sizes(*axis, o) for axis, o in zip(axes, self.out)]
+            self.pool_size = np.outer(*sizes).astype(self.dtype)
+
+    def _pooled_size(self, size, kernel, pad, stride):
+        span = size + 2 * pad - kernel
+        pooled = (-(-span // stride) if self.round_mode == CEIL else span // stride) + 1
+        if any(self.pad) and (pooled - 1) * stride >= size + pad:
+            pooled -= 1
+        return pooled
+
+    @staticmethod
+    def _window_sizes(size, kernel, pad, stride, out):
+        start = np.arange(out) * stride - pad
+        return np.minimum(start + kernel, size + pad) - start
+
+    def _windows(self):
+        """For every kernel offset (row-major), the index of the cells of the padded input it
+        reads for all output positions."""
+        return [window(offset, self.stride, (1, 1), self.out)
+                for offset in np.ndindex(*self.kernel)]
+
+    # -- compute ---------------------------------------------------------------------------------
+    def forward_cpu(self, bottom, top):
+        if self.method == MAX:
+            self._forward_max(bottom[0].data, top)
+        else:
+            self._forward_ave(bottom[0].data, top[0].data)
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        dy = top[0].diff
+        if self.method == MAX:
+            def part(offset):
+                return dy * self.winner[np.ravel_multi_index(offset, self.kernel)]
+        else:
+            scaled = dy / self.pool_size
+
+            def part(offset):
+                return scaled
+        accumulate_windows(part, bottom[0].diff, self.kernel, self.pad, self.stride, (1, 1),
+                           self.pad_after)
+
+    def _forward_max(self, x, top):
+        xp = pad_spatial(x, self.pad, self.pad_after, -np.inf)
+        cells = [xp[index] for index in self._windows()]
+        best = top[0].data
+        np.copyto(best, cells[0])
+        for values in cells[1:]:
+            np.maximum(best, values, out=best)
+        # winner[k]: kernel offset k (row-major) holds its window's maximum and no earlier offset
+        # does, so a tie goes to the first cell as in Caffe. Boolean masks, rather than an
+        # argmax updated under a mask, keep every step a plain vectorized operation.
+        self.winner = np.empty((len(cells),) + best.shape, bool)
+        open_ = np.ones(best.shape, bool)
+        for winner, values in zip(self.winner, cells):
+            np.equal(values, best, out=winner)
+            winner &= open_
+            open_ ^= winner
+        if len(top) > 1:
+            top[1].data[...] = self._mask(x.shape[3])
+
+    def _mask(self, width):
+        """Caffe's argmax mask: h * W + w of the winning cell within its channel."""
+        kw, (sh, sw), (ph, pw) = self.kernel[1], self.stride, self.pad
+        offset = sum(k * winner for k, winner in enumerate(self.winner))
+        rows = np.arange(self.out[0])[:, None] * sh - ph + offset // kw
+        cols = np.arange(self.out[1]) * sw - pw + offset % kw
+        return rows * width + cols
+
+    def _forward_ave(self, x, y):
+        xp = pad_spatial(x, self.pad, self.pad_after, 0)
+        y[...] = 0
+        for index in self._windows():
+            y += xp[index]
+        y /= self.pool_size

@@ -1,0 +1,142 @@
+import itertools
+
+import numpy as np
+import pytest
+
+from confnet.errors import ConfnetError
+from confnet.layers import convolution
+from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+
+
+def reference_conv(x, w, b, pad, stride, dilation, group=1):
+    """y[n, m, o] = b[m] + sum over the window of output position o, one position at a time."""
+    channels, outputs = x.shape[1], w.shape[0]
+    kernel = w.shape[2:]
+    out = tuple((size + 2 * p - (d * (k - 1) + 1)) // s + 1
+                for size, k, p, s, d in zip(x.shape[2:], kernel, pad, stride, dilation))
+    xp = np.pad(x, [(0, 0), (0, 0)] + [(p, p) for p in pad])
+    y = np.zeros((x.shape[0], outputs) + out)
+    cg, mg = channels // group, outputs // group
+    for o in itertools.product(*map(range, out)):
+        cells = tuple(slice(oi * s, oi * s + d * (k - 1) + 1, d)
+                      for oi, s, d, k in zip(o, stride, dilation, kernel))
+        patch = xp[(slice(None), slice(None)) + cells]
+        for g in range(group):
+            y[(slice(None), slice(g * mg, (g + 1) * mg)) + o] = np.tensordot(
+                patch[:, g * cg:(g + 1) * cg], w[g * mg:(g + 1) * mg],
+                axes=(list(range(1, patch.ndim)), list(range(1, w.ndim))))
+    if b is not None:
+        y += b.reshape((1, -1) + (1,) * len(out))
+    return y
+
+
+def conv_text(**settings):
+    fields = " ".join(f"{k}: {v}" for k, v in settings.items())
+    return f'type: "Convolution" convolution_param {{ {fields} }}'
+
+
+def check_conv(x, w, b, text, pad, stride, dilation=None, group=1):
+    dilation = dilation or (1,) * (x.ndim - 2)
+    params = [w] if b is None else [w, b]
+    expected = reference_conv(x, w, b, pad, stride, dilation, group)
+    return check_layer(text, [x], [expected], params=params)
+
+
+def test_pad_stride_odd_sizes():
+    x, w, b = RNG.normal(size=(2, 3, 7, 6)), RNG.normal(size=(4, 3, 3, 3)), RNG.normal(size=4)
+    check_conv(x, w, b, conv_text(num_output=4, kernel_size=3, pad=1, stride=2), (1, 1), (2, 2))
+
+
+def test_rectangular_kernel_with_h_w_fields():
+    x, w, b = RNG.normal(size=(2, 2, 6, 9)), RNG.normal(size=(3, 2, 2, 3)), RNG.normal(size=3)
+    text = conv_text(num_output=3, kernel_h=2, kernel_w=3, pad_h=1, stride_h=1, stride_w=2)
+    check_conv(x, w, b, text, (1, 0), (1, 2))
+
+
+def test_per_axis_repeated_values():
+    x, w, b = RNG.normal(size=(1, 2, 8, 7)), RNG.normal(size=(2, 2, 3, 2)), RNG.normal(size=2)
+    text = ('type: "Convolution" convolution_param { num_output: 2 kernel_size: 3 '
+            'kernel_size: 2 pad: 0 pad: 1 stride: 2 stride: 1 dilation: 1 dilation: 2 }')
+    check_conv(x, w, b, text, (0, 1), (2, 1), (1, 2))
+
+
+def test_dilation_group_no_bias():
+    x, w = RNG.normal(size=(2, 4, 9, 8)), RNG.normal(size=(6, 2, 3, 2))
+    text = conv_text(num_output=6, kernel_size=3, group=2, dilation=2, pad=1,
+                     bias_term="false")
+    text = text.replace("kernel_size: 3", "kernel_size: 3 kernel_size: 2")
+    layer, _, _ = check_conv(x, w, None, text, (1, 1), (1, 1), (2, 2), group=2)
+    assert len(layer.blobs) == 1
+
+
+def test_three_spatial_axes():
+    x, w, b = RNG.normal(size=(2, 2, 4, 5, 3)), RNG.normal(size=(3, 2, 2, 3, 2)), RNG.normal(size=3)
+    check_conv(x, w, b, conv_text(num_output=3, kernel_size=2, pad=1, stride=2)
+               .replace("kernel_size: 2", "kernel_size: 2 kernel_size: 3 kernel_size: 2"),
+               (1, 1, 1), (2, 2, 2))
+
+
+def test_several_bottoms_share_the_weights():
+    x1, x2 = RNG.normal(size=(2, 2, 5, 5)), RNG.normal(size=(2, 2, 5, 5))
+    w, b = RNG.normal(size=(3, 2, 3, 3)), RNG.normal(size=3)
+    want = [reference_conv(x, w, b, (0, 0), (1, 1), (1, 1)) for x in (x1, x2)]
+    check_layer(conv_text(num_output=3, kernel_size=3), [x1, x2], want, params=[w, b])
+
+
+def test_fillers_and_param_shapes():
+    text = ('type: "Convolution" convolution_param { num_output: 6 kernel_size: 5 group: 3 '
+            'weight_filler { type: "gaussian" std: 0.1 } '
+            'bias_filler { type: "constant" value: 0.5 } }')
+    layer, _, top = check_layer(text, [RNG.normal(size=(1, 3, 8, 8))], check_grad=False)
+    assert layer.blobs[0].shape == (6, 1, 5, 5)
+    assert np.all(layer.blobs[1].data == 0.5)
+    assert 0 < np.std(layer.blobs[0].data) < 0.2
+    assert top[0].shape == (1, 6, 4, 4)
+
+
+def test_chunked_batch_equals_whole_batch(monkeypatch):
+    x, w, b = RNG.normal(size=(5, 2, 6, 6)), RNG.normal(size=(3, 2, 3, 3)), RNG.normal(size=3)
+    # A budget of one image's buffer: five chunks, im2col rebuilt in backward.
+    monkeypatch.setattr(convolution, "_COL_BUDGET", 2 * 9 * 16 * 8)
+    check_conv(x, w, b, conv_text(num_output=3, kernel_size=3), (0, 0), (1, 1))
+
+
+def test_float32_stays_float32():
+    text = conv_text(num_output=4, kernel_size=3, pad=1)
+    layer = make_layer(text, dtype=np.float32)
+    x = RNG.normal(size=(2, 3, 6, 6))
+    bottom, top = make_blobs([x], np.float32), make_blobs([np.zeros(0)], np.float32)
+    layer.setup(bottom, top)
+    layer.blobs[0].data[...] = RNG.normal(size=layer.blobs[0].shape)
+    layer.forward(bottom, top)
+    top[0].diff[...] = 1
+    layer.backward(top, [True], bottom)
+    assert top[0].data.dtype == bottom[0].diff.dtype == layer.blobs[0].diff.dtype == np.float32
+    want = reference_conv(x, layer.blobs[0].data.astype(np.float64), np.zeros(4),
+                          (1, 1), (1, 1), (1, 1))
+    np.testing.assert_allclose(top[0].data, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ("num_output: 2 kernel_size: 3 axis: 2", "axis: 2 is not supported"),
+    ("num_output: 2", "kernel_size must be set"),
+    ("kernel_size: 3", "num_output must be set"),
+    ("num_output: 3 kernel_size: 3 group: 2", "group 2 must divide"),
+    ("num_output: 2 kernel_size: 3 kernel_h: 3 kernel_w: 3", "either kernel_size or"),
+    ("num_output: 2 kernel_h: 3", "kernel_h and kernel_w must be set together"),
+    ("num_output: 2 kernel_size: 3 kernel_size: 3 kernel_size: 3", "needs 1 or 2 values"),
+    ("num_output: 2 kernel_size: 3 stride: 0", "stride must be positive"),
+    ("num_output: 2 kernel_size: 9", "larger than the padded input"),
+])
+def test_bad_settings_fail_clearly(settings, message):
+    layer = make_layer(f'type: "Convolution" convolution_param {{ {settings} }}')
+    with pytest.raises(ConfnetError, match=message):
+        layer.setup(make_blobs([np.zeros((1, 2, 5, 5))]), make_blobs([np.zeros(0)]))
+
+
+def test_input_channels_must_not_change():
+    layer = make_layer(conv_text(num_output=2, kernel_size=3))
+    top = make_blobs([np.zeros(0)])
+    layer.setup(make_blobs([np.zeros((1, 2, 5, 5))]), top)
+    with pytest.raises(ConfnetError, match="input has 3 channels"):
+        layer.reshape(make_blobs([np.zeros((1, 3, 5, 5))]), top)

@@ -1,0 +1,86 @@
+"""SGD against an update computed by hand from the net's own gradients."""
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+from confnet.proto import confnet_pb2 as pb
+from confnet.solver import get_solver
+
+NET = """
+name: "tiny"
+layer { name: "in" type: "Input" top: "x" top: "y"
+        input_param { shape { dim: 4 dim: 3 } shape { dim: 4 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "x" top: "z"
+        param { lr_mult: 1 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }
+        inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.5 }
+                              bias_filler { type: "constant" value: 0.1 } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "z" bottom: "y" top: "loss" }
+"""
+
+
+def make_solver(extra="", momentum=0.9):
+    text = (f'net_param {{ {NET} }} base_lr: 0.1 lr_policy: "fixed" momentum: {momentum} '
+            f'weight_decay: 0.01 max_iter: 10 display: 0 random_seed: 3 {extra}')
+    solver = get_solver(text_format.Parse(text, pb.SolverParameter()))
+    net = solver.net
+    g = np.random.default_rng(0)
+    net.blobs["x"].data[...] = g.normal(size=(4, 3))
+    net.blobs["y"].data[...] = [0, 1, 1, 0]
+    return solver, net
+
+
+def gradients(net):
+    net.clear_param_diffs()
+    net.forward_backward()
+    return [p.diff.astype(np.float64).copy() for p in net.learnable_params]
+
+
+def test_two_sgd_steps_match_hand_computation():
+    solver, net = make_solver()
+    w = [p.data.astype(np.float64).copy() for p in net.learnable_params]
+    lr_mult, decay_mult = [1, 2], [1, 0]
+    v = [np.zeros_like(x) for x in w]
+    for _ in range(2):
+        g = gradients(net)
+        for i in range(2):
+            v[i] = 0.9 * v[i] + 0.1 * lr_mult[i] * (g[i] + 0.01 * decay_mult[i] * w[i])
+            w[i] = w[i] - v[i]
+        for p, x in zip(net.learnable_params, w):   # evaluate the next gradient at hand weights
+            p.data[...] = x
+    solver2, net2 = make_solver()
+    solver2.step(2)
+    for p, x in zip(net2.learnable_params, w):
+        np.testing.assert_allclose(p.data, x, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(solver2.history[0], v[0], rtol=1e-5, atol=1e-6)
+
+
+def test_iter_size_averages_gradients():
+    solver, net = make_solver("iter_size: 3", momentum=0)
+    w0 = [p.data.astype(np.float64).copy() for p in net.learnable_params]
+    g = gradients(net)
+    solver.step(1)
+    expected = w0[0] - 0.1 * (g[0] + 0.01 * w0[0])
+    np.testing.assert_allclose(net.learnable_params[0].data, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_l1_regularization_and_clipping():
+    solver, net = make_solver('regularization_type: "L1" clip_gradients: 0.05', momentum=0)
+    w0 = [p.data.astype(np.float64).copy() for p in net.learnable_params]
+    g = gradients(net)
+    norm = np.sqrt(sum(float((x ** 2).sum()) for x in g))
+    assert norm > 0.05
+    solver.step(1)
+    clipped = g[0] * 0.05 / norm
+    expected = w0[0] - 0.1 * (clipped + 0.01 * np.sign(w0[0]))
+    np.testing.assert_allclose(net.learnable_params[0].data, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ('regularization_type: "L3"', "regularization_type"),
+    ("iter_size: 0", "iter_size"),
+])
+def test_bad_solver_settings(bad, message):
+    from confnet.errors import ConfnetError
+    with pytest.raises(ConfnetError, match=message):
+        make_solver(bad)

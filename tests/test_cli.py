@@ -1,0 +1,114 @@
+"""The command line: bad input gets one clear line and a non-zero exit code, never a traceback."""
+
+import pytest
+from click.testing import CliRunner
+
+from confnet.cli import main
+
+GOOD_NET = """name: "n"
+layer { name: "data" type: "Data" top: "data" top: "label"
+        data_param { source: "%(db)s" batch_size: 4 } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+        inner_product_param { num_output: 3 } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+"""
+
+
+def run(args):
+    result = CliRunner().invoke(main, args)
+    return result.exit_code, result.output
+
+
+def write(path, text):
+    path.write_text(text)
+    return str(path)
+
+
+def solver_for(tmp_path, net_text, extra=""):
+    net = write(tmp_path / "net.prototxt", net_text)
+    return write(tmp_path / "solver.prototxt",
+                 f'net: "{net}" base_lr: 0.01 lr_policy: "fixed" max_iter: 2 {extra}')
+
+
+def one_error_line(code, output):
+    assert code == 1, output
+    lines = [line for line in output.splitlines() if line.startswith("confnet: error:")]
+    assert len(lines) == 1, output
+    assert "Traceback" not in output
+    return lines[0]
+
+
+def test_typo_field_names_file_line_col(tmp_path, tiny_lmdb):
+    net = GOOD_NET % {"db": tiny_lmdb}
+    net = net.replace("inner_product_param { num_output", "inner_product_param { num_ouptut")
+    line = one_error_line(*run(["train", "--solver", solver_for(tmp_path, net)]))
+    assert "net.prototxt:5:" in line and "num_ouptut" in line
+
+
+def test_unknown_layer_type_lists_known(tmp_path, tiny_lmdb):
+    net = (GOOD_NET % {"db": tiny_lmdb}).replace('"InnerProduct"', '"InnerProdukt"')
+    line = one_error_line(*run(["train", "--solver", solver_for(tmp_path, net)]))
+    assert "unknown layer type 'InnerProdukt'" in line and "Convolution" in line
+    assert "layer 'ip'" in line
+
+
+def test_missing_bottom_blob(tmp_path, tiny_lmdb):
+    net = (GOOD_NET % {"db": tiny_lmdb}).replace('bottom: "ip" bottom', 'bottom: "fc" bottom')
+    line = one_error_line(*run(["train", "--solver", solver_for(tmp_path, net)]))
+    assert "layer 'loss'" in line and "bottom blob 'fc'" in line
+
+
+def test_missing_lmdb(tmp_path):
+    net = GOOD_NET % {"db": str(tmp_path / "nowhere_lmdb")}
+    line = one_error_line(*run(["train", "--solver", solver_for(tmp_path, net)]))
+    assert "nowhere_lmdb" in line
+
+
+def test_solver_without_net(tmp_path):
+    solver = write(tmp_path / "solver.prototxt", 'base_lr: 0.01 lr_policy: "fixed"')
+    line = one_error_line(*run(["train", "--solver", solver]))
+    assert "net" in line
+
+
+def test_missing_solver_file(tmp_path):
+    line = one_error_line(*run(["train", "--solver", str(tmp_path / "nope.prototxt")]))
+    assert "nope.prototxt" in line
+
+
+@pytest.mark.parametrize("command", ["train", "finetune", "test", "convert-data",
+                                     "compute-mean"])
+def test_every_command_has_help_with_example(command):
+    code, output = run([command, "--help"])
+    assert code == 0 and "Example:" in output
+
+
+def test_train_test_and_snapshot_resume(tmp_path, tiny_lmdb):
+    net = write(tmp_path / "net.prototxt", GOOD_NET % {"db": tiny_lmdb})
+    solver = write(tmp_path / "solver.prototxt",
+                   f'net: "{net}" base_lr: 0.01 lr_policy: "fixed" max_iter: 4 snapshot: 2 '
+                   f'display: 1 snapshot_prefix: "{tmp_path}/run"')
+    code, output = run(["train", "--solver", solver])
+    assert code == 0, output
+    assert (tmp_path / "run_iter_4.caffemodel").exists()
+    code, output = run(["train", "--solver", solver, "--snapshot",
+                        str(tmp_path / "run_iter_2.solverstate")])
+    assert code == 0, output
+    code, output = run(["test", "--model", net, "--weights",
+                        str(tmp_path / "run_iter_4.caffemodel"), "--iterations", "2"])
+    assert code == 0 and "loss = " in output
+
+
+def test_convert_and_compute_mean(tmp_path):
+    from PIL import Image
+    for label in ("cat", "dog"):
+        (tmp_path / "img" / label).mkdir(parents=True)
+        for i in range(3):
+            Image.new("L", (5, 4), 40 * i).save(tmp_path / "img" / label / f"{i}.png")
+    (tmp_path / "img" / "dog" / "broken.png").write_bytes(b"not a png")
+    code, output = run(["convert-data", str(tmp_path / "img"), str(tmp_path / "db"), "--gray"])
+    assert code == 0, output
+    assert "broken.png" in output
+    assert (tmp_path / "labels.txt").read_text().split() == ["cat", "dog"]
+    code, output = run(["compute-mean", str(tmp_path / "db"), str(tmp_path / "mean.binaryproto")])
+    assert code == 0, output
+    assert (tmp_path / "mean.binaryproto").exists()
