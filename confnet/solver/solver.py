@@ -49,8 +49,9 @@ class Solver:
         self.test_nets = self._test_nets()
         for test_net in self.test_nets:
             test_net.share_weights_from(self.net)
-        self.history = [np.zeros_like(p.data) for p in self.net.learnable_params
-                        for _ in range(self.history_per_param)]
+        # Caffe's layout: blob k of every parameter comes before blob k + 1 of any of them.
+        self.history = [np.zeros_like(p.data) for _ in range(self.history_per_param)
+                        for p in self.net.learnable_params]
         self.losses = deque(maxlen=max(param.average_loss, 1))
         self.requested_stop = False
         self.on_iteration = []   # callbacks f(solver, loss) after each iteration
@@ -293,8 +294,8 @@ class Solver:
         for h, blob in zip(self.history, state.history):
             saved = io.blob_to_array(blob)
             if saved.size != h.size:
-                raise ConfnetError(f"{path}: history blob of {saved.size} values for a "
-                                   f"parameter of {h.size}")
+                raise ConfnetError(f"{path}: history blob of shape {saved.shape} for a "
+                                   f"parameter of shape {h.shape}")
             h[...] = saved.reshape(h.shape)
         self.iter = state.iter
         if state.rng_state:

@@ -1,0 +1,36 @@
+"""Adam (Kingma and Ba, 2014), with Caffe's names: beta1 = momentum, beta2 = momentum2,
+eps = delta, and t = iter + 1.
+
+    m <- beta1 * m + (1 - beta1) * g
+    v <- beta2 * v + (1 - beta2) * g^2
+    step = lr * lr_mult * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)
+
+Two history blobs per parameter, laid out as Caffe's .solverstate keeps them: ``m`` of all N
+parameters, then their ``v`` (``history[N + i]``).
+"""
+
+import math
+
+import numpy as np
+
+from .registry import register_solver
+from .solver import Solver
+
+
+@register_solver("Adam")
+class AdamSolver(Solver):
+    history_per_param = 2
+
+    def compute_update(self, i, rate):
+        blob = self.net.learnable_params[i]
+        m, v = self.history[i], self.history[len(self.net.learnable_params) + i]
+        beta1, beta2 = self.param.momentum, self.param.momentum2
+        t = self.iter + 1
+        correction = math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+        g = blob.diff
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * (g * g)
+        local_rate = rate * self.net.params_lr[i]
+        blob.diff[...] = (local_rate * correction) * (m / (np.sqrt(v) + self.param.delta))

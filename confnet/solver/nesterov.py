@@ -1,0 +1,22 @@
+"""Nesterov's accelerated gradient, in Caffe's form.
+
+    v' <- momentum * v + lr * lr_mult * g
+    step = (1 + momentum) * v' - momentum * v
+    w <- w - step
+
+``v`` (one blob per parameter) is the history a snapshot saves, as in Caffe.
+"""
+
+from .registry import register_solver
+from .solver import Solver
+
+
+@register_solver("Nesterov")
+class NesterovSolver(Solver):
+    def compute_update(self, i, rate):
+        blob, v = self.net.learnable_params[i], self.history[i]
+        momentum = self.param.momentum
+        previous = v.copy()
+        v *= momentum
+        v += (rate * self.net.params_lr[i]) * blob.diff
+        blob.diff[...] = (1 + momentum) * v - momentum * previous
