@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from ..proto import confnet_pb2 as pb
 from .base import LossLayer
+from .loss_normalizer import VALID, normalization_mode, normalizer
 from .registry import register_layer
 from .softmax import softmax, softmax_backward, split_at_axis
 
@@ -64,11 +64,7 @@ class SoftmaxWithLoss(LossLayer):
     def layer_setup(self, bottom, top):
         lp = self.param.loss_param
         self.ignore_label = ignore_label(lp)
-        if not lp.HasField("normalization") and lp.HasField("normalize"):
-            self.normalization = pb.LossParameter.VALID if lp.normalize else \
-                pb.LossParameter.BATCH_SIZE
-        else:
-            self.normalization = lp.normalization
+        self.normalization = normalization_mode(lp, default=VALID)
 
     def reshape(self, bottom, top):
         super().reshape(bottom, top)
@@ -80,10 +76,7 @@ class SoftmaxWithLoss(LossLayer):
 
     def normalizer(self, valid):
         outer, _, inner = self.dims
-        mode = self.normalization
-        n = {pb.LossParameter.FULL: outer * inner, pb.LossParameter.VALID: int(valid.sum()),
-             pb.LossParameter.BATCH_SIZE: outer, pb.LossParameter.NONE: 1}[mode]
-        return max(1.0, float(n))
+        return normalizer(self.normalization, outer, inner, int(valid.sum()))
 
     def forward_cpu(self, bottom, top):
         self.prob = softmax(bottom[0].data.reshape(self.dims))
