@@ -7,8 +7,9 @@
 
 from .errors import ConfnetError
 from .layers import TEST, TRAIN
+from .layers.python_layer import allow_python_layers
 from .net import Net
 from .solver import get_solver
 
 __version__ = "0.1.0"
-__all__ = ["TEST", "TRAIN", "ConfnetError", "Net", "get_solver"]
+__all__ = ["TEST", "TRAIN", "ConfnetError", "Net", "allow_python_layers", "get_solver"]
