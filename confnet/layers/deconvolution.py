@@ -1,0 +1,118 @@
+"""Deconvolution: the transpose of Convolution (learned upsampling)."""
+
+import numpy as np
+
+from . import convolution
+from .im2col import col2im, im2col
+from .registry import register_layer
+
+
+@register_layer("Deconvolution")
+class Deconvolution(convolution.Convolution):
+    """y[n, m, o] = b[m] + sum over (c, i, k) with o = i * s - pad + k * d of
+                    W[c, m - g(m) M/G, k] * x[n, c, i],   c in group g(m)
+
+    with i, o and k multi-indices over the spatial axes (input position, output position,
+    kernel offset), s the stride, d the dilation, G the number of groups and g(m) = m // (M/G):
+    every input cell scatters its value times the kernel into the output, and outputs that
+    fall into the padding band are dropped. This is exactly the gradient of a Convolution
+    with the same geometry with respect to its input (Caffe's BaseConvolutionLayer with the
+    dimensions reversed).
+
+    bottom: 1 or more blobs, all of shape (N, C, *spatial) (2-D: (N, C, H, W)).
+    top: as many blobs, each (N, M, *out) with, per axis,
+         out = stride (size - 1) + dilation (kernel - 1) + 1 - 2 pad.
+    params: weight (C, M/G, *kernel), as Caffe lays it out; bias (M,) when bias_term.
+
+    Computed per group as one matrix product over the whole batch, then col2im:
+    col_g (M/G*K, N*P) = W_g^T @ x_g (C/G, N*P), y = col2im(col), with K = prod(kernel) and P
+    = prod(spatial). Backward: dcol = im2col(dy); dW_g += x_g @ dcol_g^T, db += dy summed
+    over n and o, dx_g = W_g @ dcol_g.
+
+    Settings: those of Convolution (num_output, bias_term, kernel_size / stride / pad /
+    dilation with the _h/_w forms, group, weight_filler incl. "bilinear", bias_filler; axis 1
+    only), read and checked by Convolution's set-up.
+    """
+
+    has_gpu = False  # Convolution's GPU path (when it has one) computes the other direction
+
+    def layer_setup(self, bottom, top):
+        # Convolution's set-up reads and checks the geometry and the group counts; its weight
+        # (M, C/G, *kernel) is then replaced by Caffe's deconvolution layout (C, M/G, *kernel),
+        # filled for that shape so that fan-in based fillers see the right fan-in.
+        super().layer_setup(bottom, top)
+        p = self.param.convolution_param
+        self.blobs = []
+        self.add_param_blob((self.channels, self.num_output // self.group) + self.kernel,
+                            p.weight_filler)
+        if self.bias_term:
+            self.add_param_blob((self.num_output,), p.bias_filler)
+
+    def reshape(self, bottom, top):
+        shape = bottom[0].shape
+        for blob in bottom[1:]:
+            self.require(blob.shape == shape,
+                         f"all bottoms need the same shape, got {shape} and {blob.shape}")
+        self.require(len(shape) == 2 + len(self.kernel),
+                     f"was set up for {len(self.kernel)} spatial axes, got input shape {shape}")
+        self.require(shape[1] == self.channels,
+                     f"input has {shape[1]} channels, the weights were made for {self.channels}")
+        self.spatial = shape[2:]
+        self.out = tuple(s * (size - 1) + d * (k - 1) + 1 - 2 * p for size, k, p, s, d in zip(
+            self.spatial, self.kernel, self.pad, self.stride, self.dilation))
+        self.require(all(o > 0 for o in self.out),
+                     f"pad {self.pad} removes the whole output of an input {self.spatial} "
+                     f"(kernel {self.kernel}, stride {self.stride}, dilation {self.dilation})")
+        for blob in top:
+            self.require(all(blob is not b for b in bottom), "cannot be computed in place")
+            blob.reshape(shape[:1] + (self.num_output,) + self.out)
+
+    # -- compute ---------------------------------------------------------------------------------
+    def forward_cpu(self, bottom, top):
+        weight = self._weight_groups(self.blobs[0].data).transpose(0, 2, 1)
+        for x, y in zip(bottom, top):
+            for images in self._chunks(x.shape[0]):
+                col = np.matmul(weight, self._input_groups(x.data[images]))
+                col2im(self._as_col(col), y.data[images], self.kernel, self.pad, self.stride,
+                       self.dilation)
+            if self.bias_term:
+                bias = self.blobs[1].data.reshape((-1,) + (1,) * len(self.out))
+                np.add(y.data, bias, out=y.data)
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        weight = self.blobs[0]
+        for y, x, down in zip(top, bottom, propagate_down):
+            if self.bias_term:
+                self.blobs[1].diff += y.diff.sum(axis=(0, *range(2, y.diff.ndim)))
+            for images in self._chunks(x.shape[0]):
+                xg = self._input_groups(x.data[images])
+                dcol = im2col(y.diff[images], self.kernel, self.pad, self.stride, self.dilation)
+                dcol = dcol.reshape(xg.shape[0], -1, xg.shape[2])
+                weight.diff += np.matmul(xg, dcol.transpose(0, 2, 1)).reshape(weight.shape)
+                if down:
+                    dx = np.matmul(self._weight_groups(weight.data), dcol)
+                    dx = dx.reshape((self.channels, -1) + self.spatial)
+                    x.diff[images] = dx.swapaxes(0, 1)
+
+    # -- layout helpers --------------------------------------------------------------------------
+    def _weight_groups(self, w):
+        """(C, M/G, *kernel) -> (G, C/G, M/G * K), a view."""
+        return w.reshape(self.group, self.channels // self.group, -1)
+
+    def _input_groups(self, x):
+        """(n, C, *spatial) -> (G, C/G, n * P), a contiguous copy."""
+        n = x.shape[0]
+        grouped = np.ascontiguousarray(x.reshape(n, self.channels, -1).transpose(1, 0, 2))
+        return grouped.reshape(self.group, self.channels // self.group, -1)
+
+    def _as_col(self, col):
+        """(G, M/G * K, n * P) -> (M, *kernel, n, *spatial), col2im's layout (a view)."""
+        return col.reshape((self.num_output,) + self.kernel + (-1,) + self.spatial)
+
+    def _chunks(self, n):
+        """Slices of the batch whose column buffers (M K P values per image) fit in the
+        budget Convolution uses (at least one image)."""
+        per_image = (self.num_output * int(np.prod(self.kernel)) * int(np.prod(self.spatial))
+                     * self.dtype.itemsize)
+        step = max(1, convolution._COL_BUDGET // max(per_image, 1))
+        return [slice(start, start + step) for start in range(0, n, step)]
