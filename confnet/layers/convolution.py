@@ -63,11 +63,14 @@ class Convolution(Layer):
         self.require(self.channels % self.group == 0 and self.num_output % self.group == 0,
                      f"group {self.group} must divide both the input channels "
                      f"({self.channels}) and num_output ({self.num_output})")
-        self.add_param_blob((self.num_output, self.channels // self.group) + self.kernel,
-                            p.weight_filler)
+        self.add_param_blob(self.weight_shape(), p.weight_filler)
         self.bias_term = p.bias_term
         if self.bias_term:
             self.add_param_blob((self.num_output,), p.bias_filler)
+
+    def weight_shape(self):
+        """(num_output, C / group, *kernel)."""
+        return (self.num_output, self.channels // self.group) + self.kernel
 
     def _per_axis(self, p, field, hw, default, n):
         """One value per spatial axis from a repeated field (1 or n values), or from its 2-D

@@ -36,17 +36,9 @@ class Deconvolution(convolution.Convolution):
 
     has_gpu = False  # Convolution's GPU path (when it has one) computes the other direction
 
-    def layer_setup(self, bottom, top):
-        # Convolution's set-up reads and checks the geometry and the group counts; its weight
-        # (M, C/G, *kernel) is then replaced by Caffe's deconvolution layout (C, M/G, *kernel),
-        # filled for that shape so that fan-in based fillers see the right fan-in.
-        super().layer_setup(bottom, top)
-        p = self.param.convolution_param
-        self.blobs = []
-        self.add_param_blob((self.channels, self.num_output // self.group) + self.kernel,
-                            p.weight_filler)
-        if self.bias_term:
-            self.add_param_blob((self.num_output,), p.bias_filler)
+    def weight_shape(self):
+        """Caffe's deconvolution layout: (C, num_output / group, *kernel)."""
+        return (self.channels, self.num_output // self.group) + self.kernel
 
     def reshape(self, bottom, top):
         shape = bottom[0].shape
