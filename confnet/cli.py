@@ -16,7 +16,8 @@ log = logging.getLogger("confnet")
 
 
 class _Group(click.Group):
-    """Turns a ConfnetError from any command into one line and exit code 1."""
+    """Turns a ConfnetError (or an OSError, or a usage mistake) from any command into one line
+    and a non-zero exit code; a Ctrl-C that stops at once into one line and exit code 130."""
 
     def invoke(self, ctx):
         try:
@@ -26,6 +27,25 @@ class _Group(click.Group):
                 raise
             click.echo(f"confnet: error: {error}", err=True)
             sys.exit(1)
+        except click.UsageError as error:
+            if ctx.params.get("debug") or type(error).__name__ == "NoArgsIsHelpError":
+                raise
+            where = error.ctx.command_path if error.ctx else ctx.command_path
+            message = error.format_message().rstrip(".")
+            click.echo(f"confnet: error: {message}; see '{where} --help'", err=True)
+            sys.exit(error.exit_code)
+        except OSError as error:
+            if ctx.params.get("debug"):
+                raise
+            where = f"{error.filename}: " if error.filename else ""
+            click.echo(f"confnet: error: {where}{error.strerror or error}; check the path and "
+                       "its permissions", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            if ctx.params.get("debug"):
+                raise
+            click.echo("confnet: interrupted: stopped at once, nothing more written", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,6 +69,20 @@ def _check_gpu(gpu):
                            "train on the CPU")
 
 
+def _signal_options(command):
+    """Caffe's --sigint_effect / --sighup_effect (either spelling)."""
+    effects = click.Choice(["stop", "snapshot", "none"])
+    command = click.option(
+        "--sighup-effect", "--sighup_effect", "sighup_effect", type=effects, default="snapshot",
+        show_default=True, help="What SIGHUP does: snapshot and go on, stop (after a snapshot), "
+        "or nothing.")(command)
+    return click.option(
+        "--sigint-effect", "--sigint_effect", "sigint_effect", type=effects, default="stop",
+        show_default=True, help="What Ctrl-C (SIGINT) does: stop after the current iteration, "
+        "with a snapshot; snapshot and go on; or nothing. A second Ctrl-C aborts at once.")(
+        command)
+
+
 def _seed(seed):
     if seed is not None:
         from . import rng
@@ -63,7 +97,8 @@ def _seed(seed):
 @click.option("--snapshot", help="Resume from this .solverstate.")
 @click.option("--seed", type=int, help="Random seed (overrides the solver's random_seed).")
 @click.option("--gpu", help="GPU id (not available yet).")
-def train(solver_path, weights, snapshot, seed, gpu):
+@_signal_options
+def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect):
     """Train the net a solver describes.
 
     \b
@@ -74,7 +109,7 @@ def train(solver_path, weights, snapshot, seed, gpu):
     """
     if weights and snapshot:
         raise ConfnetError("give --weights or --snapshot, not both")
-    _run_training(solver_path, weights, snapshot, seed, gpu)
+    _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect)
 
 
 @main.command()
@@ -84,18 +119,25 @@ def train(solver_path, weights, snapshot, seed, gpu):
               "allowed); layers are matched by name, renamed layers start from their fillers.")
 @click.option("--seed", type=int, help="Random seed (overrides the solver's random_seed).")
 @click.option("--gpu", help="GPU id (not available yet).")
-def finetune(solver_path, weights, seed, gpu):
+@_signal_options
+def finetune(solver_path, weights, seed, gpu, sigint_effect, sighup_effect):
     """Train starting from pretrained weights.
 
     \b
     Example:
       confnet finetune --solver solver.prototxt --weights pretrained.caffemodel
     """
-    _run_training(solver_path, weights, None, seed, gpu)
+    _run_training(solver_path, weights, None, seed, gpu, sigint_effect, sighup_effect)
 
 
-def _run_training(solver_path, weights, snapshot, seed, gpu):
+def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop",
+                  sighup_effect="snapshot"):
+    """Build the solver and train; Ctrl-C and SIGHUP act as the effects say; a live progress
+    line on a terminal."""
+    import numpy as np
+
     from .proto import io
+    from .signals import handle_signals
     from .solver import solver_class
     _check_gpu(gpu)
     param = io.read_solver(solver_path)
@@ -105,7 +147,23 @@ def _run_training(solver_path, weights, snapshot, seed, gpu):
     for path in filter(None, (weights or "").split(",")):
         log.info("Finetuning from %s", path)
         solver.net.copy_from(path)
-    solver.solve(snapshot)
+    progress = _progress_line(solver)
+    try:
+        # A nan or inf loss stops training with its own message: no numpy warnings before it.
+        with handle_signals(solver, sigint_effect, sighup_effect), \
+                np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            solver.solve(snapshot)
+    finally:
+        if progress:
+            progress.close()
+
+
+def _progress_line(solver):
+    """A live progress line when stderr is a terminal and the log is not --quiet."""
+    if not sys.stderr.isatty() or not log.isEnabledFor(logging.INFO):
+        return None
+    from .progress import ProgressLine
+    return ProgressLine(sys.stderr).attach(solver)
 
 
 @main.command()
@@ -131,7 +189,7 @@ def test(model, weights, iterations, phase, gpu):
     net = Net(model, TEST if phase == "TEST" else TRAIN, weights=weights)
     sums, loss = {}, 0.0
     for i in range(iterations):
-        loss += net.forward()
+        loss += net.forward_loss()
         for name in net.outputs:
             values = net.blobs[name].data.astype(np.float64)
             sums[name] = sums.get(name, 0) + values
@@ -200,6 +258,163 @@ def compute_mean_command(db, out):
     write_binaryproto(mean[None], out)
     click.echo(f"{out}: mean of shape {' '.join(map(str, mean.shape))}, "
                f"average value {float(mean.mean()):g}")
+
+
+@main.command("upgrade-net")
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+def upgrade_net_command(old, new):
+    """Rewrite a net from Caffe's old V0 / V1 (`layers { type: CONVOLUTION }`) format in the
+    current one. A prototxt comes out as a prototxt, a binary .caffemodel as a .caffemodel
+    with its weights.
+
+    \b
+    Example:
+      confnet upgrade-net old/deploy.prototxt deploy.prototxt
+      confnet upgrade-net old/bvlc_alexnet.caffemodel bvlc_alexnet.caffemodel
+    """
+    from .proto.io import upgrade_net_file
+    binary, changed = upgrade_net_file(old, new)
+    what = "upgraded" if changed else "already in the current format, copied"
+    click.echo(f"{new}: {what} ({'binary' if binary else 'text'})")
+
+
+@main.command("upgrade-solver")
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+def upgrade_solver_command(old, new):
+    """Rewrite a solver prototxt in the current format (`solver_type: NESTEROV` becomes
+    `type: "Nesterov"`; nets given inline are upgraded too).
+
+    \b
+    Example:
+      confnet upgrade-solver old/solver.prototxt solver.prototxt
+    """
+    from .proto.io import upgrade_solver_file
+    changed = upgrade_solver_file(old, new)
+    click.echo(f"{new}: {'upgraded' if changed else 'already in the current format, copied'}")
+
+
+@main.command("time")
+@click.option("--model", required=True, type=click.Path(dir_okay=False),
+              help="The net definition (train_val.prototxt or deploy.prototxt).")
+@click.option("--iterations", default=50, show_default=True, type=click.IntRange(min=1),
+              help="Timed forward+backward passes (after one warm-up pass).")
+@click.option("--phase", type=click.Choice(["TRAIN", "TEST"]), default="TRAIN",
+              show_default=True)
+@click.option("--mean", "use_mean", is_flag=True, help="Report the mean time instead of the "
+              "median.")
+@click.option("--gpu", help="GPU id (not available yet).")
+def time_command(model, iterations, phase, use_mean, gpu):
+    """Time each layer's forward and backward pass.
+
+    Prints one row per layer (forward and backward ms, share of the total, top shape, memory of
+    tops and parameters) and the totals per iteration. Input layers get random values (class
+    indices for blobs named like "label"); Data layers read their database.
+
+    \b
+    Example:
+      confnet time --model models/lenet/train_val.prototxt --iterations 20
+      confnet time --model models/lenet/deploy.prototxt --phase TEST
+    """
+    from . import timing
+    from .layers import TEST, TRAIN
+    from .net import Net
+    _check_gpu(gpu)
+    net = Net(model, TRAIN if phase == "TRAIN" else TEST)
+    if not net.layers:
+        raise ConfnetError(f"{model}: the net has no layers in phase {phase}; nothing to time")
+    log.info("Timing %d forward+backward iterations of %s", iterations, net.name)
+    for line in timing.table(timing.time_net(net, iterations), use_mean):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--phase", type=click.Choice(["TRAIN", "TEST", "ALL"]), default="ALL",
+              show_default=True, help="Draw the layers of this phase (ALL: every layer).")
+@click.option("--rankdir", type=click.Choice(["LR", "TB", "RL", "BT"]), default="LR",
+              show_default=True, help="Direction of the flow: left to right, top to bottom...")
+@click.option("--no-shapes", is_flag=True, help="Do not build the net to label blob shapes.")
+def draw(model, out, phase, rankdir, no_shapes):
+    """Draw a net as a diagram: OUT.png, OUT.svg (these need Graphviz's dot) or OUT.dot.
+
+    \b
+    Example:
+      confnet draw models/lenet/train_val.prototxt lenet.png
+      confnet draw models/lenet/train_val.prototxt lenet.svg --phase TEST --rankdir TB
+    """
+    from .draw import draw as draw_net
+    draw_net(model, out, phase, rankdir, with_shapes=not no_shapes)
+    click.echo(f"{out}: diagram of {model} ({phase})")
+
+
+@main.command()
+@click.argument("csv_path", metavar="LOG.csv", type=click.Path(dir_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--title", help="Title of the figure (default: the CSV's file name).")
+def plot(csv_path, out, title):
+    """Plot the loss and accuracy curves of a metrics CSV into OUT (.png, .svg or .pdf).
+
+    Training writes the CSV as <snapshot_prefix>_log.csv; `confnet parse-log` makes one from a
+    Caffe log. Needs matplotlib (pip install confnet[plot]).
+
+    \b
+    Example:
+      confnet plot examples/lenet/lenet_log.csv lenet_curves.png
+    """
+    from .plot import plot_metrics
+    plot_metrics(csv_path, out, title)
+    click.echo(f"{out}: curves of {csv_path}")
+
+
+@main.command("parse-log")
+@click.argument("log_path", metavar="LOG", type=click.Path(dir_okay=False))
+@click.argument("out", metavar="OUT.csv", type=click.Path(dir_okay=False))
+def parse_log_command(log_path, out):
+    """Turn a training log written by Caffe or confnet into a metrics CSV.
+
+    Reads the "Iteration N, loss = x", "Iteration N, lr = y", "Testing net (#k)" and "Test net
+    output #j: name = v" lines; `confnet plot` draws the CSV.
+
+    \b
+    Example:
+      caffe train --solver solver.prototxt 2> caffe.log
+      confnet parse-log caffe.log caffe_log.csv
+      confnet plot caffe_log.csv caffe_curves.png
+    """
+    from . import metrics
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as stream:
+            columns, rows = metrics.parse_log(stream, where=log_path)
+    except FileNotFoundError:
+        raise ConfnetError(f"{log_path}: no such file") from None
+    metrics.write_csv(out, columns, rows)
+    click.echo(f"{out}: {len(rows)} rows; columns {', '.join(columns)}")
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]), required=False)
+def completion(shell):
+    """Print the script that makes your shell complete confnet's commands and options.
+
+    SHELL defaults to the one in $SHELL.
+
+    \b
+    Example:
+      eval "$(confnet completion bash)"     # add this line to ~/.bashrc
+      confnet completion fish > ~/.config/fish/completions/confnet.fish
+    """
+    import os
+
+    from click.shell_completion import get_completion_class
+    shell = shell or os.path.basename(os.environ.get("SHELL", ""))
+    if shell not in ("bash", "zsh", "fish"):
+        raise ConfnetError(f"cannot tell your shell ({shell or '$SHELL is not set'}); name it: "
+                           "confnet completion bash|zsh|fish")
+    script = get_completion_class(shell)(main, {}, "confnet", "_CONFNET_COMPLETE").source()
+    click.echo(script)
 
 
 if __name__ == "__main__":

@@ -75,11 +75,33 @@ def test_missing_solver_file(tmp_path):
     assert "nope.prototxt" in line
 
 
-@pytest.mark.parametrize("command", ["train", "finetune", "test", "convert-data",
-                                     "compute-mean"])
+@pytest.mark.parametrize("command", sorted(main.commands))
 def test_every_command_has_help_with_example(command):
     code, output = run([command, "--help"])
     assert code == 0 and "Example:" in output
+
+
+@pytest.mark.parametrize("shell, marker", [("bash", "complete -o nosort -F"),
+                                           ("zsh", "#compdef confnet"),
+                                           ("fish", "complete --no-files --command confnet")])
+def test_completion_scripts(shell, marker):
+    code, output = run(["completion", shell])
+    assert code == 0 and marker in output and "_CONFNET_COMPLETE" in output
+
+
+def test_usage_mistakes_are_one_line():
+    code, output = run(["train"])
+    assert code == 2 and output.strip() == (
+        "confnet: error: Missing option '--solver'; see 'main train --help'")
+
+
+def test_os_errors_are_one_line(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "db"))
+    monkeypatch.setattr("confnet.data.convert.convert_imageset", refuse)
+    line = one_error_line(*run(["convert-data", str(tmp_path), str(tmp_path / "db")]))
+    assert line == (f"confnet: error: {tmp_path / 'db'}: Permission denied; check the path and "
+                    "its permissions")
 
 
 def test_train_test_and_snapshot_resume(tmp_path, tiny_lmdb):

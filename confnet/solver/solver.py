@@ -18,18 +18,19 @@ snapshot saves) as it needs.
 
 import contextlib
 import logging
+import math
 import os
 import time
 from collections import deque
 
 import numpy as np
 
-from .. import rng
+from .. import metrics, rng
 from ..errors import ConfnetError
 from ..layers import TEST, TRAIN
 from ..net import Net
 from ..proto import confnet_pb2 as pb
-from ..proto import io
+from ..proto import hdf5, io
 from .lr_policy import current_step, learning_rate
 
 log = logging.getLogger("confnet")
@@ -53,8 +54,12 @@ class Solver:
         self.history = [np.zeros_like(p.data) for _ in range(self.history_per_param)
                         for p in self.net.learnable_params]
         self.losses = deque(maxlen=max(param.average_loss, 1))
-        self.requested_stop = False
+        self.requested_stop = False       # finish the current iteration, then stop
+        self.requested_snapshot = False   # snapshot after the current iteration
         self.on_iteration = []   # callbacks f(solver, loss) after each iteration
+        self.metrics = None      # a metrics.CSVWriter while solve() runs, opened at its first row
+        self._metrics_spec = None
+        self._started = time.monotonic()
 
     # -- building ------------------------------------------------------------------------------
     def _check_param(self):
@@ -122,23 +127,61 @@ class Solver:
 
     # -- the loop ------------------------------------------------------------------------------
     def solve(self, resume_file=None):
+        """Train to max_iter (from ``resume_file``'s state if given), writing the metrics CSV
+        ``<snapshot_prefix>_log.csv``. ``requested_stop`` ends early, with a snapshot."""
         if resume_file:
             self.restore(resume_file)
         p = self.param
         log.info("Solving %s", self.net.name)
         log.info("Learning Rate Policy: %s", p.lr_policy)
+        learning_rate(p, self.iter)   # a bad lr_policy fails now, not at the first update
+        self._check_snapshot_folder()
+        self._started = time.monotonic()
+        self._metrics_spec = self._metrics_columns(resume_at=self.iter if resume_file else None)
+        try:
+            self._solve()
+        finally:
+            if self.metrics:
+                self.metrics.close()
+            self.metrics = self._metrics_spec = None
+
+    def _solve(self):
+        p = self.param
         self.step(p.max_iter - self.iter)
-        if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
+        last_snapshot = p.snapshot and self.iter % p.snapshot == 0
+        if self.requested_stop and not last_snapshot:
+            self._snapshot_on_stop()
+        elif p.snapshot_after_train and not last_snapshot:
             self.snapshot()
         if self.requested_stop:
             log.info("Optimization stopped early at iteration %d.", self.iter)
             return
         if p.display and self.iter % p.display == 0:
-            loss = self.net.forward()
+            loss = self.net.forward_loss()
             log.info("Iteration %d, loss = %g", self.iter, loss)
+            self._record(train_loss=loss)
         if p.test_interval and self.iter % p.test_interval == 0:
             self.test_all()
         log.info("Optimization Done.")
+
+    def _check_snapshot_folder(self):
+        """Fail now, not at the first snapshot, when snapshot_prefix points where nothing can be
+        written."""
+        prefix = self.param.snapshot_prefix
+        if not prefix:
+            return
+        folder = os.path.dirname(os.path.abspath(prefix))
+        while not os.path.exists(folder):
+            folder = os.path.dirname(folder)
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfnetError(f"solver: snapshot_prefix '{prefix}': cannot write in '{folder}'; "
+                               "choose a folder you can write to")
+
+    def _snapshot_on_stop(self):
+        if self.param.snapshot_prefix:
+            self.snapshot()
+        else:
+            log.warning("Stopping without a snapshot: the solver has no snapshot_prefix")
 
     def step(self, iters):
         p = self.param
@@ -150,7 +193,11 @@ class Solver:
                     and (self.iter > 0 or p.test_initialization)):
                 with clock.paused():
                     self.test_all()
+                if self.requested_stop:
+                    break
             loss = sum(self.net.forward_backward() for _ in range(p.iter_size)) / p.iter_size
+            if not math.isfinite(loss):
+                raise ConfnetError(self._non_finite_message(loss))
             self.losses.append(loss)
             if p.display and self.iter % p.display == 0:
                 self._display(sum(self.losses) / len(self.losses), clock.lap(self.iter))
@@ -158,15 +205,35 @@ class Solver:
             self.iter += 1
             for callback in self.on_iteration:
                 callback(self, loss)
-            if p.snapshot and self.iter % p.snapshot == 0:
+            if (p.snapshot and self.iter % p.snapshot == 0) or self.requested_snapshot:
+                self.requested_snapshot = False
                 with clock.paused():
                     self.snapshot()
         return sum(self.losses) / len(self.losses) if self.losses else None
+
+    def _non_finite_message(self, loss):
+        """Where a nan/inf loss comes from: the first layer, in forward order, whose output is
+        not finite (an in-place layer shows as the layer that first wrote its blob)."""
+        head = f"iteration {self.iter}: the loss is {loss}"
+        hint = f"lower base_lr (now {self.param.base_lr:g}) or set clip_gradients"
+        for layer, bottoms, tops in zip(self.net.layers, self.net.bottom_ids, self.net.top_ids):
+            bad = [t for t in tops if not np.isfinite(self.net.blobs[t].data).all()]
+            if not bad:
+                continue
+            where = (f"{head}; layer '{layer.name}' ({layer.type_name}) is the first to output "
+                     f"non-finite values, in top '{bad[0]}'")
+            if not bottoms:
+                return f"{where}: the input data holds nan or inf values; check the database"
+            if any(not np.isfinite(b.data).all() for b in layer.blobs):
+                return f"{where}, and its parameters are not finite: training diverged; {hint}"
+            return f"{where} from finite inputs: training diverged or overflowed; {hint}"
+        return f"{head}; {hint}"
 
     def _display(self, smoothed, speed):
         batch = self.batch_size()
         log.info("Iteration %d (%.2f iter/s, %.0f images/s), loss = %g", self.iter, speed,
                  speed * batch * self.param.iter_size, smoothed)
+        self._record(lr=learning_rate(self.param, self.iter), train_loss=smoothed)
         index = 0
         for name in self.net.outputs:
             blob = self.net.blobs[name]
@@ -199,7 +266,10 @@ class Solver:
         sums, loss = {}, 0.0
         iters = self.param.test_iter[index]
         for _ in range(iters):
-            loss += net.forward()
+            if self.requested_stop:
+                log.info("Test interrupted.")
+                return None
+            loss += net.forward_loss()
             for name in net.outputs:
                 sums[name] = sums.get(name, 0) + net.blobs[name].data.astype(np.float64)
         if self.param.test_compute_loss:
@@ -212,7 +282,28 @@ class Solver:
                 log.info("    Test net output #%d: %s = %g%s", k, name, value, suffix)
                 k += 1
             scores[name] = total / iters
+        self._record(**metrics.value_columns(
+            index, {name: [float(v) for v in s.reshape(-1)] for name, s in scores.items()}))
         return scores
+
+    # -- the metrics CSV -----------------------------------------------------------------------
+    def _metrics_columns(self, resume_at):
+        """(path, columns, resume_at) of the metrics CSV, or None without a snapshot_prefix."""
+        if not self.param.snapshot_prefix:
+            return None
+        columns = list(metrics.COLUMNS)
+        for i, net in enumerate(self.test_nets):
+            sizes = {name: [0.0] * net.blobs[name].count for name in net.outputs}
+            columns += list(metrics.value_columns(i, sizes))
+        return f"{self.param.snapshot_prefix}_log.csv", columns, resume_at
+
+    def _record(self, **values):
+        """A row of the metrics CSV at the current iteration (the file is opened at the first)."""
+        if self.metrics is None and self._metrics_spec is not None:
+            self.metrics = metrics.CSVWriter(*self._metrics_spec)
+            log.info("Writing metrics to %s", self.metrics.path)
+        if self.metrics is not None:
+            self.metrics.write(self.iter, time.monotonic() - self._started, **values)
 
     # -- the update ----------------------------------------------------------------------------
     def apply_update(self):
@@ -260,16 +351,26 @@ class Solver:
         return prefix
 
     def snapshot(self):
-        """Write <prefix>_iter_N.caffemodel and .solverstate (each atomically)."""
-        if self.param.snapshot_format == pb.SolverParameter.HDF5:
-            raise ConfnetError("solver: snapshot_format HDF5 is not supported yet; use BINARYPROTO")
+        """Write <prefix>_iter_N.caffemodel and .solverstate (each atomically); with
+        ``snapshot_format: HDF5``, .caffemodel.h5 and .solverstate.h5 in Caffe's HDF5 layout."""
+        in_hdf5 = self.param.snapshot_format == pb.SolverParameter.HDF5
+        if in_hdf5:
+            hdf5.import_h5py("solver: snapshot_format HDF5")
         base = f"{self.snapshot_prefix()}_iter_{self.iter}"
         folder = os.path.dirname(base)
         if folder:
             os.makedirs(folder, exist_ok=True)
-        model = base + ".caffemodel"
-        log.info("Snapshotting to binary proto file %s", model)
+        suffix, kind = (".h5", "HDF5 file") if in_hdf5 else ("", "binary proto file")
+        model, state_file = f"{base}.caffemodel{suffix}", f"{base}.solverstate{suffix}"
+        log.info("Snapshotting to %s %s", kind, model)
         self.net.save(model, write_diff=self.param.snapshot_diff)
+        log.info("Snapshotting solver state to %s %s", kind, state_file)
+        write = hdf5.write_solver_state if in_hdf5 else io.write_binary
+        write(self._solver_state(model), state_file)
+        return model, state_file
+
+    def _solver_state(self, model):
+        """The SolverState of this moment, its weights being in `model`."""
         state = pb.SolverState(iter=self.iter, learned_net=model,
                                current_step=current_step(self.param, self.iter),
                                rng_state=rng.get_state())
@@ -278,14 +379,16 @@ class Solver:
         for layer in self.net.data_layers:
             position, layer_rng = layer.cursor_state()
             state.data_cursor.add(layer=layer.name, position=position, rng_state=layer_rng)
-        log.info("Snapshotting solver state to binary proto file %s", base + ".solverstate")
-        io.write_binary(state, base + ".solverstate")
-        return model, base + ".solverstate"
+        return state
 
     def restore(self, path):
-        """Continue from a .solverstate: weights, iteration, optimizer history, RNG, data."""
+        """Continue from a .solverstate (or .solverstate.h5): weights, iteration, optimizer
+        history, RNG, data positions."""
         log.info("Restoring previous solver status from %s", path)
-        state = io.read_binary(path, pb.SolverState)
+        if hdf5.is_hdf5(path):
+            state = hdf5.read_solver_state(path)
+        else:
+            state = io.read_binary(path, pb.SolverState)
         if len(state.history) != len(self.history):
             raise ConfnetError(f"{path}: {len(state.history)} history blobs, this solver keeps "
                                f"{len(self.history)}; was it written for another net or type?")

@@ -1,0 +1,169 @@
+"""Per-layer timing of a net's forward and backward passes (``confnet time``), as Caffe's
+``caffe time``: one warm-up forward+backward, then ``iterations`` timed ones; each layer's time is
+the median (or mean) over them.
+
+Nets with Input layers are timed on random inputs: a blob whose name contains "label" gets
+integer class indices in [0, C), with C the channel count of the prediction a loss or accuracy
+layer compares it with (0 when none is found); every other input gets standard normal values.
+Data layers read their database as in training, so it must exist.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .layers.input import Input
+
+
+@dataclass
+class LayerTiming:
+    name: str
+    type: str
+    top_shapes: list
+    memory: int                      # bytes of the layer's top data and parameters
+    forward: list = field(default_factory=list)    # seconds per timed iteration
+    backward: list = field(default_factory=list)   # empty when the layer runs no backward
+
+
+@dataclass
+class Timing:
+    net_name: str
+    iterations: int
+    layers: list
+    memory: int                      # bytes of all blobs' data and parameters, each counted once
+
+
+def fill_inputs(net, seed=0):
+    """Random values in the tops of the net's Input layers (see the module docstring)."""
+    g = np.random.default_rng(seed)
+    for layer, tops in zip(net.layers, net.top_ids):
+        if not isinstance(layer, Input):
+            continue
+        for name in tops:
+            blob = net.blobs[name]
+            if "label" in name.lower():
+                classes = _classes_for(net, name)
+                blob.data[...] = g.integers(0, max(classes, 1), blob.shape)
+            else:
+                blob.data[...] = g.standard_normal(blob.shape)
+
+
+def _classes_for(net, label):
+    """Channel count of the predictions compared with ``label`` (following Split layers)."""
+    names, counts = {label}, []
+    for layer, bottoms, tops in zip(net.layers, net.bottom_ids, net.top_ids):
+        if layer.type_name == "Split" and bottoms[0] in names:
+            names.update(tops)
+        elif len(bottoms) > 1 and bottoms[1] in names:
+            prediction = net.blobs[bottoms[0]]
+            if prediction.num_axes > 1:
+                counts.append(prediction.shape[1])
+    return min(counts, default=0)
+
+
+def time_net(net, iterations=50, clock=time.perf_counter):
+    """Time every layer of ``net`` over ``iterations`` forward+backward passes, after one
+    untimed warm-up pass. Returns a Timing (``table`` formats it)."""
+    fill_inputs(net)
+    layers = [LayerTiming(name, layer.type_name, [net.blobs[t].shape for t in tops],
+                          _layer_bytes(net, layer, tops))
+              for name, layer, tops in zip(net.layer_names, net.layers, net.top_ids)]
+    for it in range(iterations + 1):
+        forward = _run_forward(net, clock)
+        backward = _run_backward(net, clock)
+        if it == 0:
+            continue
+        for i, timing in enumerate(layers):
+            timing.forward.append(forward[i])
+            if net.layer_need_backward[i]:
+                timing.backward.append(backward[i])
+    for timing, tops in zip(layers, net.top_ids):
+        timing.top_shapes = [net.blobs[t].shape for t in tops]
+    unique = {id(b): b.data.nbytes for b in net.blobs.values()}
+    unique.update((id(b), b.data.nbytes) for b in net.learnable_params)
+    return Timing(net.name, iterations, layers, sum(unique.values()))
+
+
+def _io(net, i):
+    return [net.blobs[n] for n in net.bottom_ids[i]], [net.blobs[n] for n in net.top_ids[i]]
+
+
+def _run_forward(net, clock):
+    times = []
+    for i, layer in enumerate(net.layers):
+        bottom, top = _io(net, i)
+        start = clock()
+        layer.reshape(bottom, top)
+        layer.forward(bottom, top)
+        times.append(clock() - start)
+    return times
+
+
+def _run_backward(net, clock):
+    for layer, tops in zip(net.layers, net.top_ids):
+        for name, weight in zip(tops, layer.loss_weights):
+            if weight:
+                net.blobs[name].diff[...] = weight
+    times = [0.0] * len(net.layers)
+    for i in reversed(range(len(net.layers))):
+        if net.layer_need_backward[i]:
+            bottom, top = _io(net, i)
+            start = clock()
+            net.layers[i].backward(top, net.bottom_need_backward[i], bottom)
+            times[i] = clock() - start
+    return times
+
+
+def _layer_bytes(net, layer, tops):
+    return sum(net.blobs[t].data.nbytes for t in tops) + sum(b.data.nbytes for b in layer.blobs)
+
+
+def _stat(values, use_mean):
+    if not values:
+        return None
+    return float(np.mean(values) if use_mean else np.median(values))
+
+
+def table(timing, use_mean=False):
+    """The per-layer report as aligned text lines, then the totals."""
+    stat = "mean" if use_mean else "median"
+    rows = []
+    for t in timing.layers:
+        f, b = _stat(t.forward, use_mean), _stat(t.backward, use_mean)
+        rows.append((t, f, b, f + (b or 0.0)))
+    total = sum(r[3] for r in rows) or 1.0
+    header = ("layer", "type", "forward ms", "backward ms", "share", "top shape", "memory")
+    lines = [header]
+    for t, f, b, both in rows:
+        shapes = ", ".join("x".join(map(str, s)) or "scalar" for s in t.top_shapes) or "-"
+        lines.append((t.name, t.type, f"{1e3 * f:.3f}", "-" if b is None else f"{1e3 * b:.3f}",
+                      f"{100 * both / total:.1f}%", shapes, format_bytes(t.memory)))
+    widths = [max(len(line[c]) for line in lines) for c in range(len(header))]
+    right = {2, 3, 4, 6}
+    text = ["  ".join(cell.rjust(w) if c in right else cell.ljust(w)
+                      for c, (cell, w) in enumerate(zip(line, widths))).rstrip()
+            for line in lines]
+    fwd, bwd = _totals(timing, use_mean)
+    text.append(f"per iteration ({stat} of {timing.iterations}): forward {1e3 * fwd:.3f} ms, "
+                f"backward {1e3 * bwd:.3f} ms, forward+backward {1e3 * (fwd + bwd):.3f} ms")
+    text.append(f"memory: {format_bytes(timing.memory)} of blob data and parameters "
+                "(gradients take as much again)")
+    return text
+
+
+def _totals(timing, use_mean):
+    """Forward and backward time of a whole iteration (the statistic of per-iteration sums)."""
+    n = timing.iterations
+    fwd = [sum(t.forward[i] for t in timing.layers) for i in range(n)]
+    bwd = [sum(t.backward[i] for t in timing.layers if t.backward) for i in range(n)]
+    return _stat(fwd, use_mean) or 0.0, _stat(bwd, use_mean) or 0.0
+
+
+def format_bytes(n):
+    if n < 1024:
+        return f"{n} B"
+    for unit in ("KB", "MB", "GB"):
+        n /= 1024
+        if n < 1024 or unit == "GB":
+            return f"{n:.1f} {unit}"
