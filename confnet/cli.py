@@ -4,6 +4,7 @@ Every user mistake ends as one line on stderr and a non-zero exit code; ``--debu
 Python traceback as well.
 """
 
+import contextlib
 import logging
 import sys
 
@@ -143,7 +144,8 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
     param = io.read_solver(solver_path)
     if seed is not None:
         param.random_seed = seed
-    solver = solver_class(param.type)(param, solver_path)
+    with _solver_file_named(solver_path):
+        solver = solver_class(param.type)(param, solver_path)
     for path in filter(None, (weights or "").split(",")):
         log.info("Finetuning from %s", path)
         solver.net.copy_from(path)
@@ -151,11 +153,24 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
     try:
         # A nan or inf loss stops training with its own message: no numpy warnings before it.
         with handle_signals(solver, sigint_effect, sighup_effect), \
-                np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                _solver_file_named(solver_path):
             solver.solve(snapshot)
     finally:
         if progress:
             progress.close()
+
+
+@contextlib.contextmanager
+def _solver_file_named(path):
+    """Solver settings errors say "solver: ..."; name the user's solver file instead."""
+    try:
+        yield
+    except ConfnetError as error:
+        text = str(error)
+        if text.startswith("solver: "):
+            raise ConfnetError(f"{path}: {text[len('solver: '):]}") from None
+        raise
 
 
 def _progress_line(solver):

@@ -22,3 +22,14 @@ def write_digit_like_lmdb(path, n=60, classes=3, size=8, seed=0):
 @pytest.fixture
 def tiny_lmdb(tmp_path):
     return write_digit_like_lmdb(tmp_path / "train_lmdb")
+
+
+@pytest.fixture(autouse=True)
+def _restore_confnet_logger():
+    """The CLI points the 'confnet' logger at its own handler and stops propagation; put it back
+    after each test so that caplog sees later tests' records."""
+    import logging
+    logger = logging.getLogger("confnet")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved

@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from confnet.data.datum import array_to_datum, datum_key, encode_image, image_to_array
 from confnet.data.lmdb_io import LMDBWriter
@@ -197,8 +197,19 @@ def _load_chunk(chunk, options):
             value, shape = _load_image(path, label, options)
             results.append((index, path, key, value, shape, None))
         except Exception as e:  # noqa: BLE001 - any failure to read or decode: a bad image
-            results.append((index, path, key, None, None, str(e) or type(e).__name__))
+            results.append((index, path, key, None, None, _reason(e)))
     return results
+
+
+def _reason(error):
+    """Why an image could not be loaded, in words (the path is reported beside it)."""
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image Pillow can read"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
 
 
 def load_image(path, resize_height=0, resize_width=0, gray=False):

@@ -123,6 +123,9 @@ class LMDBReader:
         if not os.path.isdir(self.path):
             raise ConfnetError(f"cannot open LMDB '{self.path}': no such directory (an LMDB is a "
                                "directory holding data.mdb; create it with confnet convert-data)")
+        if not os.path.exists(os.path.join(self.path, "data.mdb")):
+            raise ConfnetError(f"'{self.path}' is not an LMDB (it has no data.mdb); create one "
+                               "with confnet convert-data")
         self._env = _open_shared(self.path)
         self._txn = None
         self.num_entries = self._env.stat()["entries"]

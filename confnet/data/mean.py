@@ -13,7 +13,11 @@ def compute_mean(db):
     with LMDBReader(db) as reader:
         total, count = None, 0
         for key, value in reader.items():
-            image, _ = decode_datum(value)
+            try:
+                image, _ = decode_datum(value)
+            except ConfnetError as e:
+                raise ConfnetError(f"LMDB '{reader.path}', entry "
+                                   f"{key.decode(errors='replace')}: {e}") from None
             if total is None:
                 total = np.zeros(image.shape, dtype=np.float64)
             elif image.shape != total.shape:

@@ -120,7 +120,8 @@ class DataTransformer:
             return None
         if len(self.mean_values) not in (1, c):
             raise ConfnetError(f"transform_param has {len(self.mean_values)} mean_value entries "
-                               f"for {c}-channel images; give 1 or {c}")
+                               f"for {c}-channel images; give "
+                               f"{'1' if c == 1 else f'1 or {c}'}")
         return np.broadcast_to(self.mean_values, (c,)).reshape(c, 1, 1)
 
 

@@ -16,6 +16,9 @@ from ..errors import ConfnetError
 
 def learning_rate(param, it):
     policy = param.lr_policy
+    if not policy:
+        raise ConfnetError("solver: lr_policy is not set; use one of fixed, step, exp, inv, "
+                           "multistep, poly, sigmoid")
     base, gamma = param.base_lr, param.gamma
     if policy == "fixed":
         return base
