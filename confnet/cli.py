@@ -52,8 +52,10 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show Python tracebacks and debug log lines.")
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
+@click.option("--allow-python-layers", is_flag=True, help="Let nets load the user code their "
+              "Python layers name (off by default: a downloaded prototxt must not run code).")
 @click.version_option(package_name="confnet")
-def main(debug, quiet):
+def main(debug, quiet, allow_python_layers):
     """Train Caffe-format networks: prototxt definitions, LMDB data, .caffemodel weights.
 
     \b
@@ -62,6 +64,8 @@ def main(debug, quiet):
       confnet train --solver models/lenet/solver.prototxt
     """
     logsetup.setup(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
+    from .layers.python_layer import allow_python_layers as allow
+    allow(allow_python_layers)
 
 
 def _check_gpu(gpu):
@@ -84,6 +88,14 @@ def _signal_options(command):
         command)
 
 
+def _state_options(command):
+    """NetState level and stages that select layers by their include/exclude rules."""
+    command = click.option("--stage", "stages", multiple=True, help="A NetState stage "
+                           "(repeat for several).")(command)
+    return click.option("--level", default=0, show_default=True, help="The NetState level.")(
+        command)
+
+
 def _seed(seed):
     if seed is not None:
         from . import rng
@@ -99,7 +111,9 @@ def _seed(seed):
 @click.option("--seed", type=int, help="Random seed (overrides the solver's random_seed).")
 @click.option("--gpu", help="GPU id (not available yet).")
 @_signal_options
-def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect):
+@_state_options
+def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect, level,
+          stages):
     """Train the net a solver describes.
 
     \b
@@ -110,7 +124,8 @@ def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effec
     """
     if weights and snapshot:
         raise ConfnetError("give --weights or --snapshot, not both")
-    _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect)
+    _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect,
+                  level, stages)
 
 
 @main.command()
@@ -121,18 +136,20 @@ def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effec
 @click.option("--seed", type=int, help="Random seed (overrides the solver's random_seed).")
 @click.option("--gpu", help="GPU id (not available yet).")
 @_signal_options
-def finetune(solver_path, weights, seed, gpu, sigint_effect, sighup_effect):
+@_state_options
+def finetune(solver_path, weights, seed, gpu, sigint_effect, sighup_effect, level, stages):
     """Train starting from pretrained weights.
 
     \b
     Example:
       confnet finetune --solver solver.prototxt --weights pretrained.caffemodel
     """
-    _run_training(solver_path, weights, None, seed, gpu, sigint_effect, sighup_effect)
+    _run_training(solver_path, weights, None, seed, gpu, sigint_effect, sighup_effect, level,
+                  stages)
 
 
 def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop",
-                  sighup_effect="snapshot"):
+                  sighup_effect="snapshot", level=0, stages=()):
     """Build the solver and train; Ctrl-C and SIGHUP act as the effects say; a live progress
     line on a terminal."""
     import numpy as np
@@ -144,6 +161,9 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
     param = io.read_solver(solver_path)
     if seed is not None:
         param.random_seed = seed
+    if level:
+        param.train_state.level = level
+    param.train_state.stage.extend(stages)
     with _solver_file_named(solver_path):
         solver = solver_class(param.type)(param, solver_path)
     for path in filter(None, (weights or "").split(",")):
@@ -188,7 +208,8 @@ def _progress_line(solver):
 @click.option("--iterations", default=50, show_default=True, help="Batches to score.")
 @click.option("--phase", type=click.Choice(["TRAIN", "TEST"]), default="TEST", show_default=True)
 @click.option("--gpu", help="GPU id (not available yet).")
-def test(model, weights, iterations, phase, gpu):
+@_state_options
+def test(model, weights, iterations, phase, gpu, level, stages):
     """Score a trained model: average each output over --iterations batches.
 
     \b
@@ -201,7 +222,7 @@ def test(model, weights, iterations, phase, gpu):
     from .layers import TEST, TRAIN
     from .net import Net
     _check_gpu(gpu)
-    net = Net(model, TEST if phase == "TEST" else TRAIN, weights=weights)
+    net = Net(model, TEST if phase == "TEST" else TRAIN, level, stages, weights=weights)
     sums, loss = {}, 0.0
     for i in range(iterations):
         loss += net.forward_loss()
@@ -320,7 +341,8 @@ def upgrade_solver_command(old, new):
 @click.option("--mean", "use_mean", is_flag=True, help="Report the mean time instead of the "
               "median.")
 @click.option("--gpu", help="GPU id (not available yet).")
-def time_command(model, iterations, phase, use_mean, gpu):
+@_state_options
+def time_command(model, iterations, phase, use_mean, gpu, level, stages):
     """Time each layer's forward and backward pass.
 
     Prints one row per layer (forward and backward ms, share of the total, top shape, memory of
@@ -336,7 +358,7 @@ def time_command(model, iterations, phase, use_mean, gpu):
     from .layers import TEST, TRAIN
     from .net import Net
     _check_gpu(gpu)
-    net = Net(model, TRAIN if phase == "TRAIN" else TEST)
+    net = Net(model, TRAIN if phase == "TRAIN" else TEST, level, stages)
     if not net.layers:
         raise ConfnetError(f"{model}: the net has no layers in phase {phase}; nothing to time")
     log.info("Timing %d forward+backward iterations of %s", iterations, net.name)

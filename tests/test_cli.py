@@ -134,3 +134,40 @@ def test_convert_and_compute_mean(tmp_path):
     code, output = run(["compute-mean", str(tmp_path / "db"), str(tmp_path / "mean.binaryproto")])
     assert code == 0, output
     assert (tmp_path / "mean.binaryproto").exists()
+
+
+STAGED_NET = """name: "staged"
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "deep" type: "InnerProduct" bottom: "x" top: "y"
+        include { stage: "deep" min_level: 1 } inner_product_param { num_output: 4 } }
+layer { name: "shallow" type: "InnerProduct" bottom: "x" top: "y"
+        exclude { stage: "deep" } inner_product_param { num_output: 2 } }
+"""
+
+
+def test_level_and_stage_select_layers(tmp_path):
+    net = write(tmp_path / "staged.prototxt", STAGED_NET)
+    code, output = run(["time", "--model", net, "--iterations", "1"])
+    assert code == 0 and "shallow" in output and "deep" not in output
+    code, output = run(["time", "--model", net, "--iterations", "1", "--stage", "deep",
+                        "--level", "1"])
+    assert code == 0 and "deep" in output and "shallow" not in output
+
+
+def test_python_layers_need_the_flag(tmp_path, monkeypatch):
+    (tmp_path / "mylayers.py").write_text(
+        "class Double:\n"
+        "    def setup(self, bottom, top): pass\n"
+        "    def reshape(self, bottom, top): top[0].reshape(*bottom[0].data.shape)\n"
+        "    def forward(self, bottom, top): top[0].data[...] = 2 * bottom[0].data\n"
+        "    def backward(self, top, propagate_down, bottom): pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    net = write(tmp_path / "py.prototxt", """name: "py"
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 } } }
+layer { name: "double" type: "Python" bottom: "x" top: "y"
+        python_param { module: "mylayers" layer: "Double" } }
+""")
+    line = one_error_line(*run(["time", "--model", net, "--iterations", "1"]))
+    assert "--allow-python-layers" in line
+    code, output = run(["--allow-python-layers", "time", "--model", net, "--iterations", "1"])
+    assert code == 0, output
