@@ -68,3 +68,15 @@ def test_solve_writes_final_snapshot(tiny_lmdb, tmp_path):
     solver.solve()
     assert (tmp_path / "net_iter_3.caffemodel").exists()
     assert (tmp_path / "net_iter_3.solverstate").exists()
+
+
+def test_snapshot_diff_writes_gradients(tiny_lmdb, tmp_path):
+    solver = make_solver(tiny_lmdb, str(tmp_path / "net"), max_iter=2)
+    solver.param.snapshot_diff = True
+    solver.step(2)
+    solver.net.forward_backward()
+    model, _ = solver.snapshot()
+    fc2 = next(lp for lp in read_binary(model, pb.NetParameter).layer if lp.name == "fc2")
+    diff = np.array(fc2.blobs[0].diff, np.float32).reshape(3, 10)
+    np.testing.assert_array_equal(diff, solver.net.params["fc2"][0].diff)
+    assert np.abs(diff).sum() > 0
