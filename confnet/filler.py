@@ -28,7 +28,26 @@ def fill(array, param):
         filler = _FILLERS[kind]
     except KeyError:
         raise ConfnetError(f"unknown filler type '{kind}'; known: {', '.join(sorted(_FILLERS))}")
-    array[...] = filler(array.shape, param, rng.get())
+    array[...] = filler(array.shape, param, _Draws(rng.get(), array.dtype))
+
+
+class _Draws:
+    """Random draws made directly in the blob's dtype (float32 nets need no float64 copy)."""
+
+    def __init__(self, generator, dtype):
+        self.g = generator
+        self.dtype = dtype if dtype in (np.float32, np.float64) else np.float64
+
+    def uniform(self, low, high, shape):
+        return self.g.random(shape, self.dtype) * self.dtype.type(high - low) + \
+            self.dtype.type(low)
+
+    def normal(self, mean, std, shape):
+        return self.g.standard_normal(shape, self.dtype) * self.dtype.type(std) + \
+            self.dtype.type(mean)
+
+    def random(self, shape):
+        return self.g.random(shape, self.dtype)
 
 
 def _fan(shape, param):
@@ -44,7 +63,7 @@ def _fan(shape, param):
 
 
 def _constant(shape, param, g):
-    return np.full(shape, param.value)
+    return g.dtype.type(param.value)
 
 
 def _uniform(shape, param, g):
