@@ -9,22 +9,18 @@ number of records in [0, rand_skip) at start. The read position and the transfor
 state are saved in snapshots (``cursor_state``) so a resumed run sees the same batches.
 """
 
-import json
-
 from .. import rng
 from ..data.lmdb_io import LMDBReader
 from ..data.prefetch import BatchPrefetcher
 from ..data.transformer import DataTransformer
 from ..proto import confnet_pb2 as pb
-from .base import Layer
+from .prefetching import PrefetchingLayer
 from .registry import register_layer
 
 
 @register_layer("Data")
-class Data(Layer):
+class Data(PrefetchingLayer):
     params = ("data_param", "transform_param")
-    num_bottom = 0
-    min_top, max_top = 1, 2
 
     def layer_setup(self, bottom, top):
         dp = self.param.data_param
@@ -43,27 +39,5 @@ class Data(Layer):
         if dp.rand_skip:
             reader.position = int(layer_rng.integers(dp.rand_skip)) % max(len(reader), 1)
         transformer = DataTransformer(self.param.transform_param, self.phase, layer_rng)
-        self.prefetcher = BatchPrefetcher(reader, dp.batch_size, transformer=transformer,
-                                          prefetch=max(dp.prefetch, 1))
-        shape = self.prefetcher.batch_shape()
-        top[0].reshape(shape)
-        if len(top) > 1:
-            top[1].reshape(shape[:1])
-
-    def reshape(self, bottom, top):
-        """Shapes are fixed by the data; forward reshapes if a batch differs."""
-
-    def forward_cpu(self, bottom, top):
-        data, label = self.prefetcher.next_batch()
-        top[0].reshape(data.shape)
-        top[0].data[...] = data
-        if len(top) > 1:
-            top[1].reshape(label.shape)
-            top[1].data[...] = label
-
-    def cursor_state(self):
-        state = self.prefetcher.state()
-        return int(state["position"]), json.dumps(state["rng"])
-
-    def restore_cursor(self, position, rng_state):
-        self.prefetcher.restore({"position": position, "rng": json.loads(rng_state)})
+        self.start_prefetch(BatchPrefetcher(reader, dp.batch_size, transformer=transformer,
+                                            prefetch=max(dp.prefetch, 1)), top)

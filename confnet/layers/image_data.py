@@ -5,7 +5,6 @@ The list file (image_data_param.source) holds one ``path label`` line per image;
 working directory unless root_folder says otherwise).
 """
 
-import json
 import os
 from functools import partial
 
@@ -16,12 +15,12 @@ from ..data.convert import load_image, read_list_file
 from ..data.prefetch import BatchPrefetcher
 from ..data.transformer import DataTransformer
 from ..errors import ConfnetError
-from .base import Layer
+from .prefetching import PrefetchingLayer
 from .registry import register_layer
 
 
 @register_layer("ImageData")
-class ImageData(Layer):
+class ImageData(PrefetchingLayer):
     """top[0] = transform(image), top[1] = label, for the next batch_size lines of the list.
 
     Each image is read as 3 BGR channels (1 grey channel when is_color is false) and resized to
@@ -39,7 +38,6 @@ class ImageData(Layer):
     """
 
     params = ("image_data_param", "transform_param")
-    num_bottom = 0
     num_top = 2
 
     def layer_setup(self, bottom, top):
@@ -63,11 +61,8 @@ class ImageData(Layer):
         transformer = DataTransformer(self.param.transform_param, self.phase, layer_rng)
         decode = partial(_read_image, height=p.new_height, width=p.new_width,
                          gray=not p.is_color)
-        self.prefetcher = BatchPrefetcher(self.reader, p.batch_size, decode_fn=decode,
-                                          transformer=transformer)
-        shape = self._call(self.prefetcher.batch_shape)
-        top[0].reshape(shape)
-        top[1].reshape(shape[:1])
+        self.start_prefetch(BatchPrefetcher(self.reader, p.batch_size, decode_fn=decode,
+                                            transformer=transformer), top)
 
     def _check_param(self, p):
         self.require(p.batch_size > 0, "image_data_param.batch_size must be positive")
@@ -83,33 +78,13 @@ class ImageData(Layer):
                      "transform_param.force_color/force_gray apply to encoded Datums; an "
                      "ImageData layer reads colour or grey as image_data_param.is_color says")
 
-    def reshape(self, bottom, top):
-        """Shapes are fixed by the data; forward reshapes if a batch differs."""
+    def extra_state(self):
+        return {"shuffle_seed": self.reader.seed}
 
-    def forward_cpu(self, bottom, top):
-        data, label = self._call(self.prefetcher.next_batch)
-        top[0].reshape(data.shape)
-        top[0].data[...] = data
-        top[1].reshape(label.shape)
-        top[1].data[...] = label
-
-    def _call(self, fetch):
-        try:
-            return fetch()
-        except ConfnetError as e:
-            self.fail(str(e))
-
-    def cursor_state(self):
-        state = self.prefetcher.state()
-        return int(state["position"]), json.dumps({"rng": state["rng"],
-                                                   "shuffle_seed": self.reader.seed})
-
-    def restore_cursor(self, position, rng_state):
-        saved = json.loads(rng_state)
+    def restore_extra_state(self, saved):
         # Batches the thread makes before restore() stops it are dropped, so the seed may change
         # under it.
         self.reader.seed = saved["shuffle_seed"]
-        self.prefetcher.restore({"position": position, "rng": saved["rng"]})
 
 
 class _ImageList:

@@ -13,7 +13,6 @@ The window file (window_data_param.source) repeats, once per image:
 image_index counts 0, 1, 2, ...; image paths are root_folder + image_path.
 """
 
-import json
 import math
 import os
 from functools import partial
@@ -25,14 +24,14 @@ from ..data.convert import load_image
 from ..data.prefetch import BatchPrefetcher
 from ..data.transformer import DataTransformer
 from ..errors import ConfnetError
-from .base import Layer
+from .prefetching import PrefetchingLayer
 from .registry import register_layer
 
 _IMAGE, _LABEL, _X1, _Y1, _X2, _Y2 = range(6)  # columns of a window row
 
 
 @register_layer("WindowData")
-class WindowData(Layer):
+class WindowData(PrefetchingLayer):
     """A batch of batch_size windows drawn at random (with replacement), as Caffe does:
 
     - windows with overlap >= fg_threshold are foreground (their class_index must be > 0);
@@ -54,13 +53,12 @@ class WindowData(Layer):
     """
 
     params = ("window_data_param", "transform_param")
-    num_bottom = 0
     num_top = 2
 
     def layer_setup(self, bottom, top):
         p, t = self.param.window_data_param, self.param.transform_param
         self._check_param(p, t)
-        means = self._call(lambda: DataTransformer(t, self.phase))  # mean_file / mean_value
+        means = self.call(lambda: DataTransformer(t, self.phase))  # mean_file / mean_value
         paths, windows = _read_window_file(p.source, p.root_folder, self.fail)
         fg, bg = _split_windows(windows, p.fg_threshold, p.bg_threshold)
         self.require((fg[:, _LABEL] > 0).all(),
@@ -73,7 +71,7 @@ class WindowData(Layer):
                                                   f"window file '{p.source}' has none")
         layer_rng = rng.derive()
         sampler = _WindowSampler(p.source, bg, fg, num_fg, t.mirror, layer_rng)
-        cache = [self._call(partial(_read_color, path)) for path in paths] \
+        cache = [self.call(partial(_read_color, path)) for path in paths] \
             if p.cache_images else None
         mean = _mean_crop(means, t.crop_size, self.fail)
         warp = partial(_warp_window, paths=paths, cache=cache, crop_size=t.crop_size,
@@ -81,11 +79,9 @@ class WindowData(Layer):
                        mean=mean, scale=np.float32(p.scale))
         # The windows are cut and normalised by `warp`; the prefetcher's transformer only keeps
         # the random state (the sampler draws from the same generator).
-        self.prefetcher = BatchPrefetcher(sampler, p.batch_size, decode_fn=warp,
-                                          transformer=DataTransformer(None, self.phase, layer_rng))
-        shape = self._call(self.prefetcher.batch_shape)
-        top[0].reshape(shape)
-        top[1].reshape(shape[:1])
+        self.start_prefetch(BatchPrefetcher(sampler, p.batch_size, decode_fn=warp,
+                                            transformer=DataTransformer(None, self.phase,
+                                                                        layer_rng)), top)
 
     def _check_param(self, p, t):
         self.require(p.batch_size > 0, "window_data_param.batch_size must be positive")
@@ -107,26 +103,6 @@ class WindowData(Layer):
         self.require(2 * p.context_pad < t.crop_size,
                      f"context_pad {p.context_pad} leaves nothing of a {t.crop_size} crop")
 
-    def reshape(self, bottom, top):
-        """Shapes are fixed by crop_size and batch_size."""
-
-    def forward_cpu(self, bottom, top):
-        data, label = self._call(self.prefetcher.next_batch)
-        top[0].data[...] = data
-        top[1].data[...] = label
-
-    def _call(self, fetch):
-        try:
-            return fetch()
-        except ConfnetError as e:
-            self.fail(str(e))
-
-    def cursor_state(self):
-        state = self.prefetcher.state()
-        return 0, json.dumps(state["rng"])
-
-    def restore_cursor(self, position, rng_state):
-        self.prefetcher.restore({"position": 0, "rng": json.loads(rng_state)})
 
 
 class _WindowSampler:
