@@ -9,32 +9,46 @@ Building a net, in order (as Caffe does):
    is computed in place), set it up and log its top shapes;
 4. collect the learnable parameters, honouring ``param { name lr_mult decay_mult }`` (layers that
    name the same parameter share one blob, data and gradient);
-5. work out which layers need backward: those on a path from a parameter with lr_mult != 0 (or
-   ``force_backward``) to a loss.
+5. work out which layers need backward: those on a path from a parameter with lr_mult != 0 to a
+   loss (with ``force_backward``: every layer, down to the inputs).
 
-``forward`` runs every layer and returns the total loss; ``backward`` runs the layers that need
-it, in reverse order.
+Running it, as pycaffe does: ``forward(**inputs)`` sets the tops of the Input layers, runs the
+layers and returns the output blobs' data by name; ``backward(**top_diffs)`` runs the layers that
+need backward in reverse order and returns the diffs of the inputs. ``start``/``end`` name the
+first and last layer to run. The solver uses ``forward_loss`` (the summed loss) and
+``forward_backward``.
+
+Weights: ``copy_from`` copies parameters by layer name from a .caffemodel (any format Caffe has
+written), a .caffemodel.h5 or a NetParameter; ``save`` writes a .caffemodel (or .h5).
 """
 
 import logging
+import os
 from collections import OrderedDict
 
 import numpy as np
 
 from .blob import Blob
 from .errors import ConfnetError
-from .layers import TEST, TRAIN, create_layer
+from .layers import TRAIN, create_layer
 from .proto import confnet_pb2 as pb
 
 log = logging.getLogger("confnet")
 
 
 class Net:
-    """A net for one phase. ``source`` is a NetParameter or the path of a prototxt."""
+    """A net for one phase. ``source`` is a NetParameter or the path of a prototxt (or of a
+    .caffemodel, whose layer definitions it holds).
+
+    ``weights`` (a .caffemodel or .caffemodel.h5) is copied in by layer name. pycaffe's older
+    form ``Net(prototxt, weights, phase)`` works too.
+    """
 
     def __init__(self, source, phase=TRAIN, level=0, stages=(), weights=None, dtype=np.float32):
         from .proto import io
-        if isinstance(source, str):
+        if isinstance(phase, (str, os.PathLike)):
+            weights, phase, level = phase, level, 0
+        if isinstance(source, (str, os.PathLike)):
             param = io.read_net(source)
         else:
             param = io.upgrade_net(_copy_net(source), "the given net")
@@ -54,6 +68,8 @@ class Net:
         self._decide_backward()
         consumed = {name for ids in self.bottom_ids for name in ids}
         self.outputs = [name for name in self.blobs if name not in consumed]
+        self.inputs = [name for layer, tops in zip(self.layers, self.top_ids)
+                       if layer.type_name == "Input" for name in tops]
         self.layer_dict = OrderedDict(zip(self.layer_names, self.layers))
         log.info("Network '%s' (%s) initialized: %d layers, memory required for data: %d bytes",
                  self.name, "TRAIN" if phase == TRAIN else "TEST", len(self.layers),
@@ -99,6 +115,7 @@ class Net:
         self.params = OrderedDict()
         self.learnable_params, self.params_lr, self.params_weight_decay = [], [], []
         self.param_need_backward = []
+        self.shared_params = set()    # (layer name, index) of parameters owned by another layer
         owners = {}
         for layer in self.layers:
             specs = list(layer.param.param)
@@ -111,6 +128,7 @@ class Net:
                 need.append(spec.lr_mult != 0)
                 if spec.name and spec.name in owners:
                     layer.blobs[i] = self._share(layer, i, spec, owners[spec.name])
+                    self.shared_params.add((layer.name, i))
                     continue
                 if spec.name:
                     owners[spec.name] = blob
@@ -143,9 +161,7 @@ class Net:
                                                self.param_need_backward):
             pd = list(layer.param.propagate_down) or [True] * len(bottoms)
             bneed = [name in blob_need and bool(p) for name, p in zip(bottoms, pd)]
-            need = self.force_backward or any(name in blob_need for name in bottoms) or any(pneed)
-            if self.force_backward:
-                bneed = [layer.allow_force_backward(i) and bool(p) for i, p in enumerate(pd)]
+            need = any(name in blob_need for name in bottoms) or any(pneed)
             if need:
                 blob_need.update(tops)
             self.layer_need_backward.append(need)
@@ -161,8 +177,16 @@ class Net:
                 self.bottom_need_backward[i] = [False] * len(self.bottom_ids[i])
             else:
                 under_loss.update(self.bottom_ids[i])
-            log.debug("%s needs backward computation: %s", self.layer_names[i],
-                      self.layer_need_backward[i])
+        if self.force_backward:
+            # After the walk, as in Caffe: gradients reach every input, even without a loss.
+            for i, layer in enumerate(self.layers):
+                pd = list(layer.param.propagate_down) or [True] * len(self.bottom_ids[i])
+                self.layer_need_backward[i] = True
+                self.bottom_need_backward[i] = [
+                    need or (layer.allow_force_backward(j) and bool(p))
+                    for j, (need, p) in enumerate(zip(self.bottom_need_backward[i], pd))]
+        for name, need in zip(self.layer_names, self.layer_need_backward):
+            log.debug("%s needs backward computation: %s", name, need)
 
     # -- running -------------------------------------------------------------------------------
     def _io(self, i):
@@ -173,7 +197,27 @@ class Net:
         for i, layer in enumerate(self.layers):
             layer.reshape(*self._io(i))
 
-    def forward(self, start=0, end=None):
+    def forward(self, blobs=None, start=None, end=None, **inputs):
+        """Run the net as pycaffe's ``Net.forward`` does; return {blob name: data}.
+
+        ``inputs`` (keyword per Input-layer top) are copied into those blobs first, which are
+        reshaped when the shape differs. ``start``/``end`` name the first/last layer to run. The
+        result holds the net's outputs (or, with ``end``, that layer's tops) and ``blobs``.
+        """
+        for name, value in inputs.items():
+            if name not in self.inputs:
+                raise ConfnetError(f"net '{self.name}': '{name}' is not an input blob; the "
+                                   f"inputs are: {', '.join(self.inputs) or 'none'}")
+            value = np.asarray(value)
+            self.blobs[name].reshape(value.shape)
+            self.blobs[name].data[...] = value
+        first = self._layer_index(start, 0)
+        last = self._layer_index(end, len(self.layers) - 1)
+        self.forward_loss(first, last)
+        names = (self.top_ids[last] if end is not None else self.outputs) + list(blobs or ())
+        return {name: self.blobs[name].data for name in names}
+
+    def forward_loss(self, start=0, end=None):
         """Run layers start..end (inclusive, by index) and return the summed loss."""
         end = len(self.layers) - 1 if end is None else end
         loss = 0.0
@@ -183,20 +227,64 @@ class Net:
             loss += self.layers[i].forward(bottom, top)
         return loss
 
-    def backward(self):
+    def backward(self, diffs=None, start=None, end=None, **top_diffs):
+        """Back-propagate as pycaffe's ``Net.backward`` does; return {blob name: diff}.
+
+        Loss tops start from their loss weight; ``top_diffs`` (keyword per output blob) set
+        the diffs of outputs. ``start``/``end`` name the first/last layer, counted backwards.
+        The result holds the diffs of the net's inputs (or, with ``end``, that layer's
+        bottoms) and of ``diffs``.
+        """
+        self._seed_loss_diffs()
+        for name, value in top_diffs.items():
+            if name not in self.outputs:
+                raise ConfnetError(f"net '{self.name}': '{name}' is not an output blob; the "
+                                   f"outputs are: {', '.join(self.outputs) or 'none'}")
+            self.blobs[name].diff[...] = value
+        last = self._layer_index(end, 0)
+        self._backward(self._layer_index(start, len(self.layers) - 1), last)
+        names = (self.bottom_ids[last] if end is not None else self.inputs) + list(diffs or ())
+        return {name: self.blobs[name].diff for name in names}
+
+    def _seed_loss_diffs(self):
         for i, layer in enumerate(self.layers):
             for name, weight in zip(self.top_ids[i], layer.loss_weights):
                 if weight:
                     self.blobs[name].diff[...] = weight
-        for i in reversed(range(len(self.layers))):
+
+    def _backward(self, start, end):
+        for i in range(start, end - 1, -1):
             if self.layer_need_backward[i]:
                 bottom, top = self._io(i)
                 self.layers[i].backward(top, self.bottom_need_backward[i], bottom)
 
+    def _layer_index(self, layer, default):
+        """The index of a layer given by name (as pycaffe) or index; `default` for None."""
+        if layer is None:
+            return default
+        if isinstance(layer, str):
+            if layer not in self.layer_dict:
+                raise ConfnetError(f"net '{self.name}' has no layer '{layer}'; its layers: "
+                                   f"{', '.join(self.layer_names)}")
+            return self.layer_names.index(layer)
+        return int(layer)
+
     def forward_backward(self):
-        loss = self.forward()
-        self.backward()
+        """One training pass: forward, then backward from the losses; returns the loss."""
+        loss = self.forward_loss()
+        self._seed_loss_diffs()
+        self._backward(len(self.layers) - 1, 0)
         return loss
+
+    @property
+    def top_names(self):
+        """{layer name: its top blob names}, as pycaffe."""
+        return OrderedDict(zip(self.layer_names, self.top_ids))
+
+    @property
+    def bottom_names(self):
+        """{layer name: its bottom blob names}, as pycaffe."""
+        return OrderedDict(zip(self.layer_names, self.bottom_ids))
 
     def clear_param_diffs(self):
         for blob in self.learnable_params:
@@ -217,28 +305,38 @@ class Net:
         return param
 
     def save(self, path, write_diff=False):
+        """Write the weights: Caffe's HDF5 layout if `path` ends in .h5, else a .caffemodel."""
+        from .proto import hdf5
         from .proto.io import write_binary
-        write_binary(self.to_proto(write_diff), path)
+        if hdf5.is_hdf5(path):
+            hdf5.write_weights(path, [
+                (name, [(blob, (name, i) not in self.shared_params)
+                        for i, blob in enumerate(layer.blobs)])
+                for name, layer in zip(self.layer_names, self.layers)], write_diff)
+        else:
+            write_binary(self.to_proto(write_diff), path)
 
     def copy_from(self, source):
-        """Copy parameters by layer name from a NetParameter or a .caffemodel path."""
-        from .proto.io import blob_to_array, read_net
-        param = read_net(source) if isinstance(source, str) else source
-        where = source if isinstance(source, str) else "the given net"
-        for lp in param.layer:
-            if not lp.blobs:
+        """Copy parameters by layer name from a NetParameter, a .caffemodel (V0, V1 or V2) or
+        a .caffemodel.h5. Layers the source lacks keep their values (their fillers' for a
+        renamed layer); a parameter of another shape is an error."""
+        where = source if isinstance(source, (str, os.PathLike)) else "the given net"
+        for name, arrays in _source_layers(source):
+            if not arrays:
                 continue
-            target = self.layer_dict.get(lp.name)
+            target = self.layer_dict.get(name)
             if target is None:
-                log.info("Ignoring source layer %s", lp.name)
+                log.info("Ignoring source layer %s", name)
                 continue
-            if len(lp.blobs) != len(target.blobs):
+            wanted = [j for j in range(len(target.blobs)) if (name, j) not in self.shared_params]
+            if max(arrays) >= len(target.blobs) or any(j not in arrays for j in wanted):
                 raise ConfnetError(
-                    f"{where}: layer '{lp.name}' has {len(lp.blobs)} parameter blobs, the net "
+                    f"{where}: layer '{name}' has {len(arrays)} parameter blobs, the net "
                     f"expects {len(target.blobs)}; rename the layer to learn it from scratch")
-            for j, (bp, blob) in enumerate(zip(lp.blobs, target.blobs)):
-                blob.data[...] = _fit_shape(blob_to_array(bp), blob.shape, where, lp.name, j)
-            log.info("Copied weights of layer %s", lp.name)
+            for j, array in sorted(arrays.items()):
+                blob = target.blobs[j]
+                blob.data[...] = _fit_shape(array, blob.shape, where, name, j)
+            log.info("Copied weights of layer %s", name)
 
     def share_weights_from(self, other):
         """Use the parameter storage of ``other``'s layers of the same name (test nets)."""
@@ -259,6 +357,23 @@ class Net:
     def data_layers(self):
         """Layers that keep a read position (restored on resume)."""
         return [layer for layer in self.layers if hasattr(layer, "cursor_state")]
+
+
+def _source_layers(source):
+    """(layer name, {index: array}) for every layer of a weights source (see Net.copy_from)."""
+    from .proto import hdf5
+    from .proto.io import blob_to_array, read_net, upgrade_net
+    if not isinstance(source, (str, os.PathLike)):
+        param, where = source, "the given net"
+        if len(param.layers):
+            param = upgrade_net(_copy_net(param), where)
+    elif hdf5.is_hdf5(source):
+        return hdf5.read_weights(source)
+    else:
+        param, where = read_net(source), source
+    # One layer at a time, so a large model is not held twice.
+    return ((lp.name, {j: blob_to_array(bp, where=f"{where}: layer '{lp.name}' param {j}")
+                       for j, bp in enumerate(lp.blobs)}) for lp in param.layer)
 
 
 def _fit_shape(array, shape, where, layer_name, index):

@@ -10,12 +10,12 @@ Every mistake in the input becomes a one-line ConfnetError that names the file.
 import math
 import os
 import re
-import tempfile
 
 import numpy as np
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError, EncodeError
 
+from confnet.atomic import atomic_path
 from confnet.errors import ConfnetError
 from confnet.proto import confnet_pb2 as pb
 
@@ -96,22 +96,10 @@ def _read_bytes(path):
 
 def _write_atomic(path, data):
     """Write bytes to a temp file beside `path`, then rename it over `path`."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        handle, temp = tempfile.mkstemp(
-            dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    except OSError as error:
-        raise ConfnetError(f"{path}: cannot write: {error.strerror}") from None
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+    with atomic_path(path) as temp, open(temp, "wb") as stream:
+        stream.write(data)
+        stream.flush()
+        os.fsync(stream.fileno())
 
 
 _BINARY_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1f]")
@@ -134,12 +122,28 @@ def _looks_like_text(data):
 
 def read_net(path):
     """Read a NetParameter from a prototxt or a binary caffemodel, upgraded to V2."""
+    net, _ = _read_net_as_written(path)
+    return upgrade_net(net, where=str(path))
+
+
+def _read_net_as_written(path):
+    """The NetParameter in a prototxt or binary file, not upgraded, and whether it is binary."""
     data = _read_bytes(path)
     if _looks_like_text(data):
-        net = parse_text(data.decode("utf-8"), pb.NetParameter, filename=str(path))
-    else:
-        net = _parse_binary(data, pb.NetParameter, path)
-    return upgrade_net(net, where=str(path))
+        return parse_text(data.decode("utf-8"), pb.NetParameter, filename=str(path)), False
+    return _parse_binary(data, pb.NetParameter, path), True
+
+
+def upgrade_net_file(source, destination):
+    """Write the net in `source` (V0, V1 or current) to `destination` in the current format.
+
+    A prototxt is written as text, a binary caffemodel as binary (its weights kept).
+    Returns (binary, changed): the kind of file, and whether the upgrade changed anything.
+    """
+    original, binary = _read_net_as_written(source)
+    upgraded = upgrade_net(_copy(original), where=str(source))
+    (write_binary if binary else write_text)(upgraded, destination)
+    return binary, upgraded != original
 
 
 def upgrade_net(net, where="<net>"):
@@ -429,6 +433,17 @@ _SOLVER_TYPES = {"SGD": "SGD", "NESTEROV": "Nesterov", "ADAGRAD": "AdaGrad",
 def read_solver(path):
     """Read a solver prototxt into a SolverParameter, upgraded (see upgrade_solver)."""
     return upgrade_solver(read_text(path, pb.SolverParameter), where=str(path))
+
+
+def upgrade_solver_file(source, destination):
+    """Write the solver prototxt `source` to `destination` in the current format (text).
+
+    Returns whether the upgrade changed anything.
+    """
+    original = read_text(source, pb.SolverParameter)
+    upgraded = upgrade_solver(_copy(original), where=str(source))
+    write_text(upgraded, destination)
+    return upgraded != original
 
 
 def upgrade_solver(solver, where="<solver>"):
