@@ -9,6 +9,8 @@ another blob's storage (Split, Flatten, Reshape and parameter sharing use it). I
 simply get the same Blob object as bottom and top.
 """
 
+import numbers
+
 import numpy as np
 
 from .errors import ConfnetError
@@ -45,9 +47,10 @@ class Blob:
         """Product of the dimensions in [start, end)."""
         return int(np.prod(self.shape[start:end], dtype=np.int64))
 
-    def reshape(self, shape):
-        """Give the blob a new shape; reallocates (zeros) only when the shape changes."""
-        shape = tuple(int(d) for d in shape)
+    def reshape(self, *shape):
+        """Give the blob a new shape, as a tuple or as pycaffe's reshape(n, c, h, w);
+        reallocates (zeros) only when the shape changes."""
+        shape = tuple(int(d) for d in _dims(shape))
         if any(d < 0 for d in shape):
             raise ConfnetError(f"blob '{self.name}': negative dimension in shape {shape}")
         if shape != self._data.shape:
@@ -56,6 +59,15 @@ class Blob:
 
     def reshape_like(self, other):
         self.reshape(other.shape)
+
+    # pycaffe's legacy 4-D accessors: axes a blob does not have count as 1.
+    num = property(lambda self: self._legacy(0))
+    channels = property(lambda self: self._legacy(1))
+    height = property(lambda self: self._legacy(2))
+    width = property(lambda self: self._legacy(3))
+
+    def _legacy(self, axis):
+        return self.shape[axis] if axis < self.num_axes else 1
 
     # -- values --------------------------------------------------------------------------------
     @property
@@ -83,3 +95,10 @@ class Blob:
 
     def __repr__(self):
         return f"Blob({self.name!r}, shape={self.shape})"
+
+
+def _dims(shape):
+    """(4, 3) from reshape((4, 3)) or reshape(4, 3)."""
+    if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
+        return tuple(shape[0])
+    return shape

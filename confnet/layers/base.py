@@ -54,6 +54,11 @@ class Layer:
         self.loss_weights = []
         self._check_param_fields()
 
+    @property
+    def type(self):
+        """The prototxt type name (pycaffe's ``layer.type``)."""
+        return self.type_name
+
     # -- life cycle ------------------------------------------------------------------------------
     def setup(self, bottom, top):
         self._check_counts(bottom, top)

@@ -8,7 +8,6 @@ user allows it: ``confnet train --allow-python-layers`` or, from Python,
 
 import importlib
 import inspect
-import numbers
 import os
 import sys
 
@@ -61,7 +60,7 @@ class Python(Layer):
         self.impl.phase = self.phase
         self.impl.blobs = self.blobs
         if hasattr(self.impl, "setup"):
-            self.impl.setup(_view(bottom), _view(top))
+            self.impl.setup(bottom, top)
 
     def _load_class(self, module_name, class_name):
         folder = os.getcwd()
@@ -83,16 +82,16 @@ class Python(Layer):
         return cls
 
     def reshape(self, bottom, top):
-        self.impl.reshape(_view(bottom), _view(top))
+        self.impl.reshape(bottom, top)
 
     def forward_cpu(self, bottom, top):
-        self.impl.forward(_view(bottom), _view(top))
+        self.impl.forward(bottom, top)
 
     def backward_cpu(self, top, propagate_down, bottom):
         self.require(callable(getattr(self.impl, "backward", None)),
                      f"class '{self.param.python_param.layer}' has no backward() method, but "
                      "a gradient is needed through it")
-        self.impl.backward(_view(top), list(propagate_down), _view(bottom))
+        self.impl.backward(top, list(propagate_down), bottom)
 
 
 def _takes_argument(cls):
@@ -110,60 +109,8 @@ class _BlobVector(list):
         self._layer = layer
 
     def add_blob(self, *dims):
-        self.append(self._layer.new_blob(_dims(dims)))
+        blob = self._layer.new_blob(())
+        blob.reshape(*dims)
+        self.append(blob)
 
 
-def _view(blobs):
-    return [PycaffeBlob(blob) for blob in blobs]
-
-
-def _dims(dims):
-    if len(dims) == 1 and not isinstance(dims[0], numbers.Integral):
-        dims = tuple(dims[0])
-    return tuple(int(d) for d in dims)
-
-
-class PycaffeBlob:
-    """A Blob with pycaffe's interface, as a Python layer sees its bottoms and tops."""
-
-    __slots__ = ("blob",)
-
-    def __init__(self, blob):
-        self.blob = blob
-
-    @property
-    def data(self):
-        return self.blob.data
-
-    @data.setter
-    def data(self, value):
-        self.blob.data = value
-
-    @property
-    def diff(self):
-        return self.blob.diff
-
-    @diff.setter
-    def diff(self, value):
-        self.blob.diff = value
-
-    @property
-    def shape(self):
-        return self.blob.shape
-
-    @property
-    def count(self):
-        return self.blob.count
-
-    def reshape(self, *dims):
-        """reshape(n, c, h, w) as in pycaffe; a single tuple works too."""
-        self.blob.reshape(_dims(dims))
-
-    def _legacy(self, axis):
-        shape = self.blob.shape
-        return shape[axis] if axis < len(shape) else 1
-
-    num = property(lambda self: self._legacy(0))
-    channels = property(lambda self: self._legacy(1))
-    height = property(lambda self: self._legacy(2))
-    width = property(lambda self: self._legacy(3))

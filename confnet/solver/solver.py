@@ -69,6 +69,8 @@ class Solver:
         if p.regularization_type not in ("L1", "L2"):
             raise ConfnetError(f"solver: unknown regularization_type '{p.regularization_type}'; "
                                "use L1 or L2")
+        if p.snapshot_format == pb.SolverParameter.HDF5:
+            hdf5.import_h5py("solver: snapshot_format HDF5")   # fail now, not at the snapshot
         if p.HasField("solver_mode") and p.solver_mode == pb.SolverParameter.GPU:
             log.warning("solver_mode is GPU, but this confnet has no GPU backend yet: "
                         "running on the CPU")
