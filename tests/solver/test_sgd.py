@@ -2,42 +2,17 @@
 
 import numpy as np
 import pytest
-from google.protobuf import text_format
 
-from confnet.proto import confnet_pb2 as pb
-from confnet.solver import get_solver
-
-NET = """
-name: "tiny"
-layer { name: "in" type: "Input" top: "x" top: "y"
-        input_param { shape { dim: 4 dim: 3 } shape { dim: 4 } } }
-layer { name: "fc" type: "InnerProduct" bottom: "x" top: "z"
-        param { lr_mult: 1 decay_mult: 1 } param { lr_mult: 2 decay_mult: 0 }
-        inner_product_param { num_output: 2 weight_filler { type: "gaussian" std: 0.5 }
-                              bias_filler { type: "constant" value: 0.1 } } }
-layer { name: "loss" type: "SoftmaxWithLoss" bottom: "z" bottom: "y" top: "loss" }
-"""
+from tests.solver.tiny_net import gradients
+from tests.solver.tiny_net import make_solver as tiny_make_solver
 
 
 def make_solver(extra="", momentum=0.9):
-    text = (f'net_param {{ {NET} }} base_lr: 0.1 lr_policy: "fixed" momentum: {momentum} '
-            f'weight_decay: 0.01 max_iter: 10 display: 0 random_seed: 3 {extra}')
-    solver = get_solver(text_format.Parse(text, pb.SolverParameter()))
-    net = solver.net
-    g = np.random.default_rng(0)
-    net.blobs["x"].data[...] = g.normal(size=(4, 3))
-    net.blobs["y"].data[...] = [0, 1, 1, 0]
-    return solver, net
-
-
-def gradients(net):
-    net.clear_param_diffs()
-    net.forward_backward()
-    return [p.diff.astype(np.float64).copy() for p in net.learnable_params]
+    return tiny_make_solver(f"base_lr: 0.1 momentum: {momentum} {extra}")
 
 
 def test_two_sgd_steps_match_hand_computation():
-    solver, net = make_solver()
+    _, net = make_solver()
     w = [p.data.astype(np.float64).copy() for p in net.learnable_params]
     lr_mult, decay_mult = [1, 2], [1, 0]
     v = [np.zeros_like(x) for x in w]
