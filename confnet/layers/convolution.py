@@ -3,12 +3,17 @@
 import numpy as np
 
 from .base import TRAIN, Layer
-from .im2col import col2im, im2col, output_shape
+from .im2col import SCRATCH, Scratch, col2im_batch_last, im2col, interior, output_shape
 from .registry import register_layer
 
 # Above this many bytes of im2col buffer, a batch is convolved a chunk of images at a time (and
 # the buffer is rebuilt in backward instead of kept from forward), so big nets fit in memory.
 _COL_BUDGET = 256 << 20
+
+# Forward multiplies the weights with the columns of each image separately when an image has at
+# least this many output positions (LeNet's and CIFAR's conv1): then writing the (N, M, P) top
+# straight from BLAS beats one big product and a transposed copy of it.
+_PER_IMAGE_MIN_POSITIONS = 512
 
 
 @register_layer("Convolution")
@@ -27,8 +32,10 @@ class Convolution(Layer):
 
     Computed as im2col then, per group, one matrix product over the whole batch:
     Y_g (M/G, N*P) = W_g (M/G, C/G*K) @ col_g (C/G*K, N*P), with K = prod(kernel) and
-    P = prod(out). Backward: dW_g += dY_g @ col_g^T, db += dY summed over n and o, and
-    dx = col2im(W_g^T @ dY_g).
+    P = prod(out) (one product per image when P is large). Backward: dW_g += dY_g @ col_g^T,
+    db += dY summed over n and o, and dx = col2im(W_g^T @ dY_g), with the columns of dY_g
+    ordered (o, n) so that col2im adds contiguous rows. Column and scratch buffers are kept
+    between iterations, so a training step allocates no large array.
 
     Settings: num_output, bias_term, kernel_size / stride / pad / dilation (one value for every
     axis or one per axis; kernel_h/_w, stride_h/_w, pad_h/_w in 2-D), group, weight_filler,
@@ -64,6 +71,7 @@ class Convolution(Layer):
                      f"group {self.group} must divide both the input channels "
                      f"({self.channels}) and num_output ({self.num_output})")
         self.add_param_blob(self.weight_shape(), p.weight_filler)
+        self._kept = Scratch()  # the column buffers forward keeps for backward (training)
         self.bias_term = p.bias_term
         if self.bias_term:
             self.add_param_blob((self.num_output,), p.bias_filler)
@@ -111,41 +119,70 @@ class Convolution(Layer):
     def forward_cpu(self, bottom, top):
         for i, (x, y) in enumerate(zip(bottom, top)):
             chunks = self._chunks(x.shape[0])
+            # One chunk in training: keep the buffer for backward instead of rebuilding it.
+            keep = len(chunks) == 1 and self.phase == TRAIN
+            store, name = (self._kept, f"col{i}") if keep else (SCRATCH, "col")
             for images in chunks:
-                col = self._im2col(x.data[images])
-                # One chunk in training: keep the buffer for backward instead of rebuilding it.
-                self._cols[i] = col if len(chunks) == 1 and self.phase == TRAIN else None
+                col = self._im2col(x.data[images], store, name)
+                self._cols[i] = col if keep else None
                 self._forward_chunk(col, y.data[images])
 
     def _forward_chunk(self, col, y):
         n, m = y.shape[0], self.num_output
-        out = np.matmul(self._weight_groups(self.blobs[0].data), col)
-        out = out.reshape(m, n, -1).transpose(1, 0, 2)
-        y = y.reshape(n, m, -1)
-        if self.bias_term:
-            np.add(out, self.blobs[1].data[:, None], out=y)
-        else:
-            y[...] = out
+        weight = self._weight_groups(self.blobs[0].data)
+        bias = self.blobs[1].data[:, None] if self.bias_term else 0
+        if int(np.prod(self.out)) >= _PER_IMAGE_MIN_POSITIONS:
+            # One product per image, written straight into y (N, M, P).
+            y = y.reshape(n, self.group, m // self.group, -1)
+            np.matmul(weight, col.reshape(col.shape[:2] + (n, -1)).transpose(2, 0, 1, 3), out=y)
+            if self.bias_term:
+                y += bias.reshape(y.shape[1:3] + (1,))
+            return
+        out = SCRATCH.get("conv_y", col.shape[:1] + (m // self.group, col.shape[2]), y.dtype)
+        np.matmul(weight, col, out=out)
+        np.add(out.reshape(m, n, -1).transpose(1, 0, 2), bias, out=y.reshape(n, m, -1))
 
     def backward_cpu(self, top, propagate_down, bottom):
         weight = self.blobs[0]
         for i, (y, x) in enumerate(zip(top, bottom)):
-            if self.bias_term:
-                self.blobs[1].diff += y.diff.sum(axis=(0, *range(2, y.diff.ndim)))
             for images in self._chunks(x.shape[0]):
-                col = self._cols[i] if self._cols[i] is not None else self._im2col(x.data[images])
+                col = self._cols[i]
+                if col is None:
+                    col = self._im2col(x.data[images], SCRATCH, "col")
                 dy = self._output_groups(y.diff[images])
-                weight.diff += np.matmul(dy, col.transpose(0, 2, 1)).reshape(weight.shape)
+                if self.bias_term:
+                    self.blobs[1].diff += dy.sum(axis=2).reshape(-1)
+                # dW_g^T = col_g @ dY_g^T: BLAS runs this orientation faster than dY_g @ col_g^T.
+                dw = np.matmul(col, dy.transpose(0, 2, 1)).transpose(0, 2, 1)
+                weight.diff += dw.reshape(weight.shape)
                 if propagate_down[i]:
-                    dcol = np.matmul(self._weight_groups(weight.data).transpose(0, 2, 1), dy)
-                    n = dy.shape[2] // int(np.prod(self.out))
-                    col2im(dcol.reshape((self.channels,) + self.kernel + (n,) + self.out),
-                           x.diff[images], self.kernel, self.pad, self.stride, self.dilation)
+                    self._backward_data(dy, x.diff[images])
+
+    def _backward_data(self, dy, dx):
+        """dx = col2im(W^T dy) from dy grouped as (G, M/G, n * P), computed batch-last: dy
+        laid out as (M, *out, n), so that the column buffer is (C, *kernel, *out, n) and
+        col2im adds long contiguous rows."""
+        n, ndim = dx.shape[0], len(self.kernel)
+        dy_t = SCRATCH.get("conv_dy_t", (self.num_output,) + self.out + (n,), dy.dtype)
+        np.copyto(dy_t.reshape(self.num_output, -1, n),
+                  dy.reshape(self.num_output, n, -1).transpose(0, 2, 1))
+        weight = self._weight_groups(self.blobs[0].data).transpose(0, 2, 1)
+        dcol = SCRATCH.get("conv_dcol", weight.shape[:2] + (dy_t.size // self.num_output,),
+                           dy.dtype)
+        np.matmul(weight, dy_t.reshape(self.group, self.num_output // self.group, -1), out=dcol)
+        padded = tuple(size + 2 * p for size, p in zip(dx.shape[2:], self.pad))
+        acc = SCRATCH.get("conv_acc", (self.channels,) + padded + (n,), dx.dtype)
+        col2im_batch_last(dcol.reshape((self.channels,) + self.kernel + self.out + (n,)), acc,
+                          self.stride, self.dilation)
+        inside = acc[(slice(None),) + interior(dx.shape[2:], self.pad)]
+        np.copyto(dx, inside.transpose(ndim + 1, *range(ndim + 1)))
 
     # -- layout helpers --------------------------------------------------------------------------
-    def _im2col(self, x):
-        """(n, C, *spatial) -> (G, C/G * K, n * P)."""
-        col = im2col(x, self.kernel, self.pad, self.stride, self.dilation)
+    def _im2col(self, x, scratch, name):
+        """(n, C, *spatial) -> (G, C/G * K, n * P), in ``scratch``'s buffer ``name``."""
+        col = scratch.get(name, (self.channels,) + self.kernel + (x.shape[0],) + self.out,
+                          x.dtype)
+        im2col(x, self.kernel, self.pad, self.stride, self.dilation, out=col, scratch=SCRATCH)
         return col.reshape(self.group, -1, x.shape[0] * int(np.prod(self.out)))
 
     def _weight_groups(self, w):
@@ -153,9 +190,10 @@ class Convolution(Layer):
         return w.reshape(self.group, self.num_output // self.group, -1)
 
     def _output_groups(self, dy):
-        """(n, M, *out) -> (G, M/G, n * P), a contiguous copy."""
+        """(n, M, *out) -> (G, M/G, n * P), a contiguous copy (in a scratch buffer)."""
         n = dy.shape[0]
-        grouped = np.ascontiguousarray(dy.reshape(n, self.num_output, -1).transpose(1, 0, 2))
+        grouped = SCRATCH.get("conv_dy", (self.num_output, n, int(np.prod(self.out))), dy.dtype)
+        np.copyto(grouped, dy.reshape(n, self.num_output, -1).transpose(1, 0, 2))
         return grouped.reshape(self.group, self.num_output // self.group, -1)
 
     def _chunks(self, n):

@@ -39,6 +39,10 @@ class ReLU(Neuron):
 
     def forward_cpu(self, bottom, top):
         x = bottom[0].data
+        if not self.slope:
+            # The plain ReLU as one in-place ufunc (np.where would allocate three temporaries).
+            np.maximum(x, 0, out=top[0].data)
+            return
         positive = x > 0
         self.positive = positive if self.slope < 0 and bottom[0] is top[0] else None
         top[0].data[...] = np.where(positive, x, x * self.slope)
@@ -47,7 +51,10 @@ class ReLU(Neuron):
         if propagate_down[0]:
             dy = top[0].diff
             positive = self.positive if self.positive is not None else bottom[0].data > 0
-            bottom[0].diff[...] = np.where(positive, dy, dy * self.slope)
+            if not self.slope:
+                np.multiply(dy, positive, out=bottom[0].diff)
+            else:
+                bottom[0].diff[...] = np.where(positive, dy, dy * self.slope)
 
 
 @register_layer("Sigmoid")

@@ -3,11 +3,21 @@
 import numpy as np
 
 from .base import Layer
-from .im2col import accumulate_windows, pad_spatial, window
+from .im2col import SCRATCH, Scratch, accumulate_windows, interior, pad_spatial, window
 from .registry import register_layer
 
 MAX, AVE, STOCHASTIC = 0, 1, 2
 CEIL, FLOOR = 0, 1
+
+# AVE pooling of maps up to this size on a side runs as two matrix products with 0/1 window
+# matrices (y = A_h x A_w^T / pool_size), which costs size / kernel times the additions of
+# summing the windows but avoids numpy's per-row overhead on their short strided rows; on
+# small maps (CIFAR-10-quick's 16 x 16 and 8 x 8) it is several times faster.
+_AVE_MATRIX_MAX_SIZE = 32
+
+# MAX pooling copies the cells of every window offset out of the input (and backward builds the
+# index of the winning cells) for a chunk of images of at most this many bytes at a time.
+_CHUNK_BYTES = 8 << 20
 
 
 @register_layer("Pooling")
@@ -59,6 +69,8 @@ class Pooling(Layer):
             self.require(all(pd < k for pd, k in zip(self.pad, self.kernel)),
                          f"pad {self.pad} must be smaller than the kernel {self.kernel}")
         self.round_mode = p.round_mode
+        self._kept = Scratch()  # MAX: the winner masks forward keeps for backward
+        self._ave_geometry = None
 
     def _pair(self, p, hw, field, default):
         """(h, w) from ``field`` or from the ``<hw>_h``/``<hw>_w`` pair (not both)."""
@@ -96,9 +108,17 @@ class Pooling(Layer):
                                for (size, k, pd, s), o in zip(axes, self.out))
         for blob in top:
             blob.reshape(shape[:2] + self.out)
-        if self.method == AVE:
+        self.batch = shape[0]
+        # The windows tile the input exactly (LeNet's 2 x 2, stride 2): each cell is in one.
+        self.tiles = self.stride == tuple(self.kernel) and not any(self.pad + self.pad_after)
+        if self.method == AVE and self._ave_geometry != axes:
+            self._ave_geometry = axes
             sizes = [self._window_sizes(*axis, o) for axis, o in zip(axes, self.out)]
             self.pool_size = np.outer(*sizes).astype(self.dtype)
+            self.window_matrices = None
+            if max(spatial) <= _AVE_MATRIX_MAX_SIZE:
+                self.window_matrices = [self._window_matrix(*axis, o)
+                                        for axis, o in zip(axes, self.out)]
 
     def _pooled_size(self, size, kernel, pad, stride):
         span = size + 2 * pad - kernel
@@ -111,6 +131,12 @@ class Pooling(Layer):
     def _window_sizes(size, kernel, pad, stride, out):
         start = np.arange(out) * stride - pad
         return np.minimum(start + kernel, size + pad) - start
+
+    def _window_matrix(self, size, kernel, pad, stride, out):
+        """(out, size): row o is 1 on the input cells of window o (padding left out)."""
+        start = np.arange(out)[:, None] * stride - pad
+        cells = np.arange(size)
+        return ((cells >= start) & (cells < start + kernel)).astype(self.dtype)
 
     def _windows(self):
         """For every kernel offset (row-major), the index of the cells of the padded input it
@@ -128,36 +154,92 @@ class Pooling(Layer):
     def backward_cpu(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
-        dy = top[0].diff
-        if self.method == MAX:
-            def part(offset):
-                return dy * self.winner[np.ravel_multi_index(offset, self.kernel)]
+        dy, dx = top[0].diff, bottom[0].diff
+        if self.method == MAX and self.tiles:
+            cells = dx.reshape(dx.shape[:2] + (self.out[0], self.kernel[0],
+                                                self.out[1], self.kernel[1]))
+            for k, (i, j) in enumerate(np.ndindex(*self.kernel)):
+                np.multiply(dy, self.winner[k], out=cells[:, :, :, i, :, j])
+        elif self.method == MAX:
+            self._backward_max(dy, dx)
+        elif self.window_matrices is not None:
+            rows, cols = self.window_matrices
+            scaled = (dy / self.pool_size).reshape(-1, self.out[1])
+            spread = np.matmul(scaled, cols).reshape(-1, self.out[0], dx.shape[3])
+            np.matmul(rows.T, spread, out=dx.reshape(spread.shape[0], -1, dx.shape[3]))
         else:
             scaled = dy / self.pool_size
+            accumulate_windows(lambda offset: scaled, dx, self.kernel, self.pad, self.stride,
+                               (1, 1), self.pad_after)
 
-            def part(offset):
-                return scaled
-        accumulate_windows(part, bottom[0].diff, self.kernel, self.pad, self.stride, (1, 1),
-                           self.pad_after)
+    def _backward_max(self, dy, dx):
+        """Overlapping windows: dy added at each window's winning cell, a chunk of images at a
+        time with np.add.at on the flat index of the winners in the padded input."""
+        padded = SCRATCH.get("pool_dx", dx.shape[:2] + tuple(
+            size + b + a for size, b, a in zip(dx.shape[2:], self.pad, self.pad_after)),
+            dx.dtype)
+        padded.fill(0)
+        for images in self._image_chunks(dy[:1].size * 8):   # 8: the bytes of an index
+            np.add.at(padded[images].reshape(-1),
+                      self._winner_index(self.winner[:, images], padded.shape[2:]),
+                      dy[images].reshape(-1))
+        dx[...] = padded[(slice(None), slice(None)) + interior(dx.shape[2:], self.pad)]
+
+    def _winner_index(self, winners, padded_spatial):
+        """The flat index, in padded images, of the winning cell of every window: where the
+        window starts plus the winning offset's distance from there."""
+        kernel_size = len(winners)
+        local = np.zeros(winners.shape[1:], np.min_scalar_type(kernel_size - 1))
+        for k in range(1, kernel_size):
+            local += winners[k].view(np.uint8) * local.dtype.type(k)
+        height, width = padded_spatial
+        rows, cols = np.unravel_index(np.arange(kernel_size), self.kernel)
+        index = (rows * width + cols)[local]
+        index += (np.arange(self.out[0])[:, None] * self.stride[0] * width
+                  + np.arange(self.out[1]) * self.stride[1])
+        planes = np.arange(local.shape[0] * local.shape[1]) * (height * width)
+        index += planes.reshape(local.shape[:2] + (1, 1))
+        return index.reshape(-1)
+
+    def _image_chunks(self, per_image):
+        """Slices of the batch that need at most _CHUNK_BYTES (at least one image) when one
+        image needs ``per_image`` bytes."""
+        step = max(1, _CHUNK_BYTES // max(per_image, 1))
+        return [slice(start, start + step) for start in range(0, self.batch, step)]
+
+    def _padded(self, x, value):
+        shape = x.shape[:2] + tuple(size + b + a for size, b, a
+                                    in zip(x.shape[2:], self.pad, self.pad_after))
+        return pad_spatial(x, self.pad, self.pad_after, value,
+                           out=SCRATCH.get("pool_x", shape, x.dtype))
 
     def _forward_max(self, x, top):
-        xp = pad_spatial(x, self.pad, self.pad_after, -np.inf)
-        cells = [xp[index] for index in self._windows()]
+        xp = self._padded(x, -np.inf)
         best = top[0].data
-        np.copyto(best, cells[0])
-        for values in cells[1:]:
-            np.maximum(best, values, out=best)
-        # winner[k]: kernel offset k (row-major) holds its window's maximum and no earlier offset
-        # does, so a tie goes to the first cell as in Caffe. Boolean masks, rather than an
-        # argmax updated under a mask, keep every step a plain vectorized operation.
-        self.winner = np.empty((len(cells),) + best.shape, bool)
-        open_ = np.ones(best.shape, bool)
-        for winner, values in zip(self.winner, cells):
+        windows = self._windows()
+        self.winner = self._kept.get("winner", (len(windows),) + best.shape, bool)
+        for images in self._image_chunks(best[:1].size * len(windows) * x.itemsize):
+            self._max_chunk(xp[images], best[images], self.winner[:, images], windows)
+        if len(top) > 1:
+            top[1].data[...] = self._mask(x.shape[3])
+
+    @staticmethod
+    def _max_chunk(xp, best, winners, windows):
+        # Every kernel offset's cells copied out once into contiguous arrays: the strided
+        # windows have short rows, which numpy walks several times slower than contiguous data.
+        cells = SCRATCH.get("pool_cells", (len(windows),) + best.shape, xp.dtype)
+        for values, index in zip(cells, windows):
+            np.copyto(values, xp[index])
+        np.max(cells, axis=0, out=best)
+        # winners[k]: kernel offset k (row-major) holds its window's maximum and no earlier
+        # offset does, so a tie goes to the first cell as in Caffe. Boolean masks, rather than
+        # an argmax updated under a mask, keep every step a plain vectorized operation.
+        open_ = SCRATCH.get("pool_open", best.shape, bool)
+        open_.fill(True)
+        for winner, values in zip(winners, cells):
             np.equal(values, best, out=winner)
             winner &= open_
             open_ ^= winner
-        if len(top) > 1:
-            top[1].data[...] = self._mask(x.shape[3])
 
     def _mask(self, width):
         """Caffe's argmax mask: h * W + w of the winning cell within its channel."""
@@ -168,7 +250,14 @@ class Pooling(Layer):
         return rows * width + cols
 
     def _forward_ave(self, x, y):
-        xp = pad_spatial(x, self.pad, self.pad_after, 0)
+        if self.window_matrices is not None:
+            rows, cols = self.window_matrices
+            summed = np.matmul(x.reshape(-1, x.shape[3]), cols.T).reshape(-1, x.shape[2],
+                                                                          self.out[1])
+            np.matmul(rows, summed, out=y.reshape(summed.shape[0], *self.out))
+            y /= self.pool_size
+            return
+        xp = self._padded(x, 0)
         y[...] = 0
         for index in self._windows():
             y += xp[index]
