@@ -101,6 +101,16 @@ def test_chunked_batch_equals_whole_batch(monkeypatch):
     check_conv(x, w, b, conv_text(num_output=3, kernel_size=3), (0, 0), (1, 1))
 
 
+@pytest.mark.parametrize("min_positions", [1, 10**9])
+def test_per_image_and_batched_forward_agree_with_reference(monkeypatch, min_positions):
+    # Maps of at least _PER_IMAGE_MIN_POSITIONS outputs take one product per image; force each
+    # path on a small map.
+    x, w, b = RNG.normal(size=(3, 2, 6, 5)), RNG.normal(size=(4, 1, 3, 2)), RNG.normal(size=4)
+    monkeypatch.setattr(convolution, "_PER_IMAGE_MIN_POSITIONS", min_positions)
+    check_conv(x, w, b, conv_text(num_output=4, kernel_h=3, kernel_w=2, pad=1, group=2),
+               (1, 1), (1, 1), group=2)
+
+
 def test_float32_stays_float32():
     text = conv_text(num_output=4, kernel_size=3, pad=1)
     layer = make_layer(text, dtype=np.float32)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
+from confnet.layers import pooling
 from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
 
 
@@ -56,6 +57,18 @@ def test_pool(method, shape, settings, kernel, stride, pad, out):
     check_layer(pool_text(method, settings), [x], [y])
     if method == "MAX":
         check_layer(pool_text(method, settings), [x], [y, mask])
+
+
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+def test_other_code_paths_agree_with_reference(monkeypatch, method):
+    # Average pooling uses matrix products on maps up to _AVE_MATRIX_MAX_SIZE and window sums
+    # above it; max pooling works in batch chunks of _CHUNK_BYTES. Force the other paths.
+    monkeypatch.setattr(pooling, "_AVE_MATRIX_MAX_SIZE", 0)
+    monkeypatch.setattr(pooling, "_CHUNK_BYTES", 1)
+    x = distinct((3, 2, 7, 7), shift=-1000.0)
+    y, mask = reference_pool(x, method, (3, 3), (2, 2), (1, 1), (4, 4))
+    text = pool_text(method, "kernel_size: 3 stride: 2 pad: 1")
+    check_layer(text, [x], [y, mask] if method == "MAX" else [y])
 
 
 def test_floor_rounding_drops_the_overhanging_window():
