@@ -56,14 +56,7 @@ class Convolution(Layer):
         self.require(p.axis in (1, 1 - len(shape)),
                      f"axis: {p.axis} is not supported; confnet convolves inputs laid out as "
                      "(N, C, spatial...) with the channels on axis 1")
-        n = len(shape) - 2
-        self.kernel = self._per_axis(p, "kernel_size", "kernel", None, n)
-        self.stride = self._per_axis(p, "stride", "stride", 1, n)
-        self.pad = self._per_axis(p, "pad", "pad", 0, n)
-        self.dilation = self._per_axis(p, "dilation", None, 1, n)
-        for name in ("kernel", "stride", "dilation"):
-            self.require(all(v > 0 for v in getattr(self, name)),
-                         f"{name} must be positive, got {getattr(self, name)}")
+        self.read_geometry(p, len(shape) - 2)
         self.num_output, self.group, self.channels = p.num_output, p.group, shape[1]
         self.require(self.num_output > 0, "num_output must be set to a positive number")
         self.require(self.group > 0, "group must be positive")
@@ -79,6 +72,17 @@ class Convolution(Layer):
     def weight_shape(self):
         """(num_output, C / group, *kernel)."""
         return (self.num_output, self.channels // self.group) + self.kernel
+
+    def read_geometry(self, p, n):
+        """kernel, stride, pad and dilation of a ConvolutionParameter, one value per each of
+        the ``n`` spatial axes."""
+        self.kernel = self._per_axis(p, "kernel_size", "kernel", None, n)
+        self.stride = self._per_axis(p, "stride", "stride", 1, n)
+        self.pad = self._per_axis(p, "pad", "pad", 0, n)
+        self.dilation = self._per_axis(p, "dilation", None, 1, n)
+        for name in ("kernel", "stride", "dilation"):
+            self.require(all(v > 0 for v in getattr(self, name)),
+                         f"{name} must be positive, got {getattr(self, name)}")
 
     def _per_axis(self, p, field, hw, default, n):
         """One value per spatial axis from a repeated field (1 or n values), or from its 2-D
@@ -98,7 +102,8 @@ class Convolution(Layer):
                      f"{field} needs 1 or {n} values (one per spatial axis), got {len(values)}")
         return tuple(values * n if len(values) == 1 else values)
 
-    def reshape(self, bottom, top):
+    def check_bottoms(self, bottom):
+        """All bottoms of one shape, with the spatial axes and channels the weights expect."""
         shape = bottom[0].shape
         for blob in bottom[1:]:
             self.require(blob.shape == shape,
@@ -107,6 +112,10 @@ class Convolution(Layer):
                      f"was set up for {len(self.kernel)} spatial axes, got input shape {shape}")
         self.require(shape[1] == self.channels,
                      f"input has {shape[1]} channels, the weights were made for {self.channels}")
+        return shape
+
+    def reshape(self, bottom, top):
+        shape = self.check_bottoms(bottom)
         self.out = output_shape(shape[2:], self.kernel, self.pad, self.stride, self.dilation)
         self.require(all(o > 0 for o in self.out),
                      f"kernel {self.kernel} (dilation {self.dilation}) is larger than the "

@@ -41,14 +41,7 @@ class Deconvolution(convolution.Convolution):
         return (self.channels, self.num_output // self.group) + self.kernel
 
     def reshape(self, bottom, top):
-        shape = bottom[0].shape
-        for blob in bottom[1:]:
-            self.require(blob.shape == shape,
-                         f"all bottoms need the same shape, got {shape} and {blob.shape}")
-        self.require(len(shape) == 2 + len(self.kernel),
-                     f"was set up for {len(self.kernel)} spatial axes, got input shape {shape}")
-        self.require(shape[1] == self.channels,
-                     f"input has {shape[1]} channels, the weights were made for {self.channels}")
+        shape = self.check_bottoms(bottom)
         self.spatial = shape[2:]
         self.out = tuple(s * (size - 1) + d * (k - 1) + 1 - 2 * p for size, k, p, s, d in zip(
             self.spatial, self.kernel, self.pad, self.stride, self.dilation))

@@ -32,7 +32,8 @@ class Im2col(Layer):
     params = ("convolution_param",)
     num_bottom = num_top = 1
 
-    _per_axis = Convolution._per_axis  # the geometry parsing Convolution uses
+    # The geometry parsing Convolution uses.
+    read_geometry, _per_axis = Convolution.read_geometry, Convolution._per_axis
 
     def layer_setup(self, bottom, top):
         p = self.param.convolution_param
@@ -40,13 +41,7 @@ class Im2col(Layer):
         n = bottom[0].num_axes - self.axis - 1
         self.require(n >= 1, f"needs at least one spatial axis after the channel axis "
                              f"{self.axis}, got input shape {bottom[0].shape}")
-        self.kernel = self._per_axis(p, "kernel_size", "kernel", None, n)
-        self.stride = self._per_axis(p, "stride", "stride", 1, n)
-        self.pad = self._per_axis(p, "pad", "pad", 0, n)
-        self.dilation = self._per_axis(p, "dilation", None, 1, n)
-        for name in ("kernel", "stride", "dilation"):
-            self.require(all(v > 0 for v in getattr(self, name)),
-                         f"{name} must be positive, got {getattr(self, name)}")
+        self.read_geometry(p, n)
 
     def reshape(self, bottom, top):
         shape = bottom[0].shape
