@@ -357,8 +357,11 @@ def time_command(model, iterations, phase, use_mean, gpu, level, stages):
     from . import timing
     from .layers import TEST, TRAIN
     from .net import Net
+    from .proto.io import read_net
     _check_gpu(gpu)
-    net = Net(model, TRAIN if phase == "TRAIN" else TEST, level, stages)
+    param = read_net(model)
+    param.force_backward = True     # time every layer's backward, as Caffe's tool does
+    net = Net(param, TRAIN if phase == "TRAIN" else TEST, level, stages)
     if not net.layers:
         raise ConfnetError(f"{model}: the net has no layers in phase {phase}; nothing to time")
     log.info("Timing %d forward+backward iterations of %s", iterations, net.name)

@@ -6,6 +6,9 @@ Nets with Input layers are timed on random inputs: a blob whose name contains "l
 integer class indices in [0, C), with C the channel count of the prediction a loss or accuracy
 layer compares it with (0 when none is found); every other input gets standard normal values.
 Data layers read their database as in training, so it must exist.
+
+As in Caffe's tool, backward is timed for every layer that has one: the CLI builds the net with
+``force_backward``, and outputs that are not losses (a deploy net's) get unit gradients.
 """
 
 import time
@@ -101,6 +104,8 @@ def _run_forward(net, clock):
 
 
 def _run_backward(net, clock):
+    for name in net.outputs:
+        net.blobs[name].diff[...] = 1.0
     for layer, tops in zip(net.layers, net.top_ids):
         for name, weight in zip(tops, layer.loss_weights):
             if weight:

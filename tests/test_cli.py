@@ -171,3 +171,16 @@ layer { name: "double" type: "Python" bottom: "x" top: "y"
     assert "--allow-python-layers" in line
     code, output = run(["--allow-python-layers", "time", "--model", net, "--iterations", "1"])
     assert code == 0, output
+
+
+def test_time_runs_backward_of_a_deploy_net(tmp_path):
+    net = write(tmp_path / "deploy.prototxt", """name: "deploy"
+layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 1 dim: 6 dim: 6 } } }
+layer { name: "conv" type: "Convolution" bottom: "x" top: "c"
+        convolution_param { num_output: 2 kernel_size: 3 } }
+layer { name: "prob" type: "Softmax" bottom: "c" top: "prob" }
+""")
+    code, output = run(["time", "--model", net, "--iterations", "2"])
+    assert code == 0, output
+    rows = {line.split()[0]: line.split() for line in output.splitlines() if line.strip()}
+    assert rows["conv"][3] != "-" and rows["prob"][3] != "-"   # backward ms column
