@@ -49,6 +49,8 @@ def lenet_solver(workdir, max_iter, snapshot=0):
 def test_lenet_learns_mnist_and_resumes(mnist_lmdbs, monkeypatch):
     monkeypatch.chdir(mnist_lmdbs)    # the net's sources are data/mnist_*_lmdb
     solver = get_solver(lenet_solver(mnist_lmdbs, 600, snapshot=300))
+    straight = []
+    solver.on_iteration.append(lambda s, loss: straight.append(loss))
     solver.solve()
     accuracy = float(solver.test(0)["accuracy"])
     assert accuracy >= 0.95, f"held-out accuracy {accuracy}"
@@ -58,6 +60,9 @@ def test_lenet_learns_mnist_and_resumes(mnist_lmdbs, monkeypatch):
     assert shapes["conv1"] == [[20, 1, 5, 5], [20]] and shapes["ip2"] == [[10, 500], [10]]
 
     resumed = get_solver(lenet_solver(mnist_lmdbs, 600))
+    tail = []
+    resumed.on_iteration.append(lambda s, loss: tail.append(loss))
     resumed.solve(str(mnist_lmdbs / "lenet_iter_300.solverstate"))
+    assert tail == straight[300:]          # the identical loss sequence, to the last bit
     for a, b in zip(solver.net.learnable_params, resumed.net.learnable_params):
         np.testing.assert_array_equal(a.data, b.data)
