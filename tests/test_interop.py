@@ -17,6 +17,7 @@ from confnet.net import Net
 from confnet.proto import confnet_pb2 as pb
 from confnet.proto import io
 from confnet.solver import get_solver
+from tests.solver.test_snapshot import NET as TINY_NET  # Data, fc, ReLU, Dropout, loss
 
 # The same small net in the three formats; weights given by legacy num/channels/height/width in
 # the old ones, as Caffe wrote them before BlobShape existed.
@@ -263,21 +264,6 @@ def test_hdf5_shared_parameters_are_saved_once(tmp_path):
     fresh = Net(parse(text))
     fresh.copy_from(path)
     np.testing.assert_array_equal(fresh.params["b"][0].data, net.params["a"][0].data)
-
-
-TINY_NET = """
-name: "tinynet"
-layer { name: "data" type: "Data" top: "data" top: "label"
-        transform_param { scale: 0.00390625 mirror: true crop_size: 6 }
-        data_param { source: "%s" batch_size: 8 } }
-layer { name: "fc1" type: "InnerProduct" bottom: "data" top: "fc1"
-        inner_product_param { num_output: 10 weight_filler { type: "xavier" } } }
-layer { name: "relu" type: "ReLU" bottom: "fc1" top: "fc1" }
-layer { name: "drop" type: "Dropout" bottom: "fc1" top: "fc1" dropout_param { dropout_ratio: 0.3 } }
-layer { name: "fc2" type: "InnerProduct" bottom: "fc1" top: "fc2"
-        inner_product_param { num_output: 3 weight_filler { type: "xavier" } } }
-layer { name: "loss" type: "SoftmaxWithLoss" bottom: "fc2" bottom: "label" top: "loss" }
-"""
 
 
 def hdf5_solver(db, prefix, snapshot=0):
