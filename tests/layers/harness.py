@@ -1,7 +1,7 @@
 """The shared layer check: build a layer from prototxt text, compare its forward with an
 independent numpy expectation, and check its backward against central differences in float64.
 
-A layer test is a few lines:
+A layer test is a few lines (``check_in_place`` also compares in-place and out-of-place runs):
 
     def test_relu():
         x = away_from(RNG.normal(size=(2, 3, 4, 5)), [0.0])
@@ -117,3 +117,24 @@ def gradient_check(layer, bottom, top, *, no_grad=(), rtol=1e-4, atol=1e-6, step
             scale = max(abs(numeric), abs(grad[k]), 1.0)
             assert abs(numeric - grad[k]) <= atol + rtol * scale, (
                 f"{label}, element {k}: analytic {grad[k]:.8g}, numeric {numeric:.8g}")
+
+
+def check_in_place(text, bottoms, phase=TRAIN):
+    """Run the layer out of place, then in place (top 0 is bottom 0), with the same upstream
+    gradient and random draws: the top data and every bottom diff must agree."""
+    dy = RNG.normal(size=np.shape(bottoms[0]))
+    runs = []
+    for in_place in (False, True):
+        layer = make_layer(text, phase)
+        bottom = make_blobs(bottoms)
+        top = [bottom[0]] if in_place else [Blob((), np.float64)]
+        rng.seed(0)
+        layer.setup(bottom, top)
+        run_forward(layer, bottom, top)
+        y = top[0].data.copy()
+        top[0].diff[...] = dy
+        layer.backward(top, [True] * len(bottom), bottom)
+        runs.append([y] + [b.diff.copy() for b in bottom])
+    for i, (out, inp) in enumerate(zip(*runs)):
+        np.testing.assert_allclose(inp, out, rtol=1e-12, atol=1e-12,
+                                   err_msg="top data" if i == 0 else f"bottom {i - 1} diff")

@@ -8,8 +8,14 @@ from confnet.layers import TEST, TRAIN
 from confnet.net import Net
 from confnet.proto import confnet_pb2 as pb
 from confnet.solver import get_solver
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer, run_forward
-from tests.layers.test_neuron import check_in_place
+from tests.layers.harness import (
+    RNG,
+    check_in_place,
+    check_layer,
+    make_blobs,
+    make_layer,
+    run_forward,
+)
 
 
 def channel_stats(x):

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
-from tests.layers.test_neuron import check_in_place
+from tests.layers.harness import RNG, check_in_place, check_layer, make_blobs, make_layer
 
 
 def bias_text(**settings):

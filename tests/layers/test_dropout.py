@@ -5,8 +5,7 @@ from confnet import rng
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
 from confnet.layers import TEST, TRAIN
-from tests.layers.harness import RNG, check_layer, make_layer
-from tests.layers.test_neuron import check_in_place
+from tests.layers.harness import RNG, check_in_place, check_layer, make_layer
 
 
 def keep_mask(shape, ratio, seed=0):

@@ -3,8 +3,7 @@ import pytest
 
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, away_from, check_layer, make_layer
-from tests.layers.test_neuron import check_in_place
+from tests.layers.harness import RNG, away_from, check_in_place, check_layer, make_layer
 
 SHAPE = (2, 3, 4)
 

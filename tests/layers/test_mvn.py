@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from tests.layers.harness import RNG, check_layer
-from tests.layers.test_neuron import check_in_place
+from tests.layers.harness import RNG, check_in_place, check_layer
 
 
 def normalize(x, groups, eps=1e-9, variance=True):

@@ -1,32 +1,8 @@
 import numpy as np
 import pytest
 
-from confnet import rng
-from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from confnet.layers import TRAIN
-from tests.layers.harness import RNG, away_from, check_layer, make_blobs, make_layer, run_forward
-
-
-def check_in_place(text, bottoms, phase=TRAIN):
-    """Run the layer out of place, then in place (top 0 is bottom 0), with the same upstream
-    gradient and random draws: the top data and every bottom diff must agree."""
-    dy = RNG.normal(size=np.shape(bottoms[0]))
-    runs = []
-    for in_place in (False, True):
-        layer = make_layer(text, phase)
-        bottom = make_blobs(bottoms)
-        top = [bottom[0]] if in_place else [Blob((), np.float64)]
-        rng.seed(0)
-        layer.setup(bottom, top)
-        run_forward(layer, bottom, top)
-        y = top[0].data.copy()
-        top[0].diff[...] = dy
-        layer.backward(top, [True] * len(bottom), bottom)
-        runs.append([y] + [b.diff.copy() for b in bottom])
-    for i, (out, inp) in enumerate(zip(*runs)):
-        np.testing.assert_allclose(inp, out, rtol=1e-12, atol=1e-12,
-                                   err_msg="top data" if i == 0 else f"bottom {i - 1} diff")
+from tests.layers.harness import RNG, away_from, check_in_place, check_layer, make_layer
 
 
 def test_relu():

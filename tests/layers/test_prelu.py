@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, away_from, check_layer, make_blobs, make_layer
-from tests.layers.test_neuron import check_in_place
+from tests.layers.harness import RNG, away_from, check_in_place, check_layer, make_blobs, make_layer
 
 
 def test_per_channel():
