@@ -138,3 +138,10 @@ def check_in_place(text, bottoms, phase=TRAIN):
     for i, (out, inp) in enumerate(zip(*runs)):
         np.testing.assert_allclose(inp, out, rtol=1e-12, atol=1e-12,
                                    err_msg="top data" if i == 0 else f"bottom {i - 1} diff")
+
+
+def layer_text(layer_type, param_field, **settings):
+    """Prototxt text of a layer: ``type`` and its parameter message from keyword settings,
+    e.g. layer_text("Convolution", "convolution_param", num_output=4, kernel_size=3)."""
+    fields = " ".join(f"{k}: {v}" for k, v in settings.items())
+    return f'type: "{layer_type}" {param_field} {{ {fields} }}'

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import RNG, check_layer, layer_text, make_blobs, make_layer
 
 
 def ranked(values, k):
@@ -36,8 +36,7 @@ def expected_axis(x, k, axis, out_max_val):
 
 
 def argmax_text(**settings):
-    fields = " ".join(f"{k}: {v}" for k, v in settings.items())
-    return f'type: "ArgMax" argmax_param {{ {fields} }}'
+    return layer_text("ArgMax", "argmax_param", **settings)
 
 
 @pytest.mark.parametrize("shape", [(3, 5), (2, 3, 2, 2)])

@@ -5,7 +5,7 @@ import pytest
 
 from confnet.errors import ConfnetError
 from confnet.layers import deconvolution
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import RNG, check_layer, layer_text, make_blobs, make_layer
 
 
 def reference_deconv(x, w, b, pad, stride, dilation, group=1):
@@ -31,8 +31,7 @@ def reference_deconv(x, w, b, pad, stride, dilation, group=1):
 
 
 def deconv_text(**settings):
-    fields = " ".join(f"{k}: {v}" for k, v in settings.items())
-    return f'type: "Deconvolution" convolution_param {{ {fields} }}'
+    return layer_text("Deconvolution", "convolution_param", **settings)
 
 
 def check_deconv(x, w, b, text, pad, stride, dilation=None, group=1):

@@ -2,12 +2,11 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import RNG, check_layer, layer_text, make_blobs, make_layer
 
 
 def ip_text(**settings):
-    fields = " ".join(f"{k}: {v}" for k, v in settings.items())
-    return f'type: "InnerProduct" inner_product_param {{ {fields} }}'
+    return layer_text("InnerProduct", "inner_product_param", **settings)
 
 
 def test_flattens_from_axis_1():

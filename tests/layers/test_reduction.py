@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, away_from, check_layer, make_blobs, make_layer
+from tests.layers.harness import RNG, away_from, check_layer, layer_text, make_blobs, make_layer
 
 OPS = {
     "SUM": lambda x, axes: np.sum(x, axis=axes),
@@ -13,8 +13,7 @@ OPS = {
 
 
 def reduction_text(**settings):
-    fields = " ".join(f"{k}: {v}" for k, v in settings.items())
-    return f'type: "Reduction" reduction_param {{ {fields} }}'
+    return layer_text("Reduction", "reduction_param", **settings)
 
 
 @pytest.mark.parametrize("op", sorted(OPS))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer, run_forward
+from tests.layers.harness import RNG, check_layer, layer_text, make_blobs, make_layer, run_forward
 
 T, N, H = 3, 2, 3
 # Stream 1 starts a new sequence at t = 2: its state must be reset there.
@@ -12,8 +12,7 @@ CONT_EXPOSED = np.array([[1, 1], [1, 0], [1, 1]], dtype=float)
 
 
 def rnn_text(num_output=H, **settings):
-    fields = " ".join(f"{k}: {v}" for k, v in settings.items())
-    return f'type: "RNN" recurrent_param {{ num_output: {num_output} {fields} }}'
+    return layer_text("RNN", "recurrent_param", num_output=num_output, **settings)
 
 
 def expected_rnn(x, cont, w_xh, b_h, w_hh, w_ho, b_o, x_static=None, w_static=None, h0=None):

@@ -2,12 +2,18 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_in_place, check_layer, make_blobs, make_layer
+from tests.layers.harness import (
+    RNG,
+    check_in_place,
+    check_layer,
+    layer_text,
+    make_blobs,
+    make_layer,
+)
 
 
 def scale_text(**settings):
-    fields = " ".join(f"{k}: {v}" for k, v in settings.items())
-    return f'type: "Scale" scale_param {{ {fields} }}'
+    return layer_text("Scale", "scale_param", **settings)
 
 
 def test_learned_per_channel():
