@@ -1,0 +1,195 @@
+"""The device backend interface: what the rest of confnet may ask of a GPU.
+
+Two implementations sit behind it, and layers never know which one runs them:
+
+- ``PyCudaBackend`` (``pycuda_backend.py``): a real NVIDIA device through pycuda, every call on
+  one confnet stream;
+- ``EmuBackend`` (``emu.py``): the CUDA-on-CPU emulator, which compiles the unchanged ``cuda/*.cu``
+  files with g++ and runs every CUDA thread as a fiber.
+
+Device memory is addressed by plain integers (device pointers), as kernel arguments are. The
+interface is deliberately small:
+
+    ptr = backend.alloc(nbytes)                 # from the caching pool (see Pool)
+    backend.free(ptr)                           # back to the pool
+    backend.htod(ptr, host_array)               # host -> device, counted
+    backend.dtoh(host_array, ptr)               # device -> host, counted
+    backend.dtod(dst, src, nbytes)              # device -> device (not counted: no host trip)
+    backend.memset_d32(ptr, bits, count)        # fill ``count`` 32-bit words with ``bits``
+    kernel = backend.function("neuron.cu", "relu_forward")
+    backend.launch(kernel, grid, block, args, shared=0)
+    backend.synchronize()
+
+``args`` is a sequence of Python ints (device pointers or int32 values passed to ``int``
+parameters) and numpy scalars (``np.float32``, ``np.int32``); each backend converts them to the
+kernel's parameter types. Launch geometry is never chosen here: ``confnet/gpu/launch.py`` owns it.
+
+``copies`` counts host<->device transfers (``htod``, ``dtoh``: number of calls and bytes), so tests
+can assert how many a training iteration does.
+"""
+
+import collections
+import os
+from importlib import resources
+
+from ..errors import ConfnetError
+
+
+class CopyCounter:
+    """Host<->device transfers since the last ``reset``: calls and bytes per direction."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.htod = self.dtoh = 0
+        self.htod_bytes = self.dtoh_bytes = 0
+
+    def __repr__(self):
+        return (f"CopyCounter(htod={self.htod} ({self.htod_bytes} B), "
+                f"dtoh={self.dtoh} ({self.dtoh_bytes} B))")
+
+
+class Pool:
+    """A caching allocator: freed blocks are kept by rounded size and handed out again, so a
+    training loop that reshapes the same blobs every iteration never calls the driver.
+
+    Sizes round up to 256 bytes (every block stays aligned for float4 loads) and, above 1 MiB, to
+    the next 1/8 of a power of two, which bounds the waste to 12.5%. ``raw_alloc``/``raw_free``
+    are the backend's real allocation calls.
+    """
+
+    def __init__(self, raw_alloc, raw_free):
+        self._raw_alloc, self._raw_free = raw_alloc, raw_free
+        self._cached = collections.defaultdict(list)   # rounded size -> free pointers
+        self._size = {}                                 # live pointer -> rounded size
+        self.in_use = self.peak = self.held = 0
+
+    @staticmethod
+    def round_size(nbytes):
+        nbytes = max(int(nbytes), 1)
+        if nbytes <= 1 << 20:
+            return (nbytes + 255) & ~255
+        step = 1 << (nbytes.bit_length() - 4)
+        return (nbytes + step - 1) // step * step
+
+    def alloc(self, nbytes):
+        size = self.round_size(nbytes)
+        free = self._cached[size]
+        if free:
+            ptr = free.pop()
+        else:
+            try:
+                ptr = self._raw_alloc(size)
+            except MemoryError:
+                self.release_cached()
+                ptr = self._raw_alloc(size)
+            self.held += size
+        self._size[ptr] = size
+        self.in_use += size
+        self.peak = max(self.peak, self.in_use)
+        return ptr
+
+    def free(self, ptr):
+        size = self._size.pop(ptr)
+        self.in_use -= size
+        self._cached[size].append(ptr)
+
+    def release_cached(self):
+        """Give every cached (free) block back to the driver."""
+        for size, ptrs in self._cached.items():
+            for ptr in ptrs:
+                self._raw_free(ptr)
+                self.held -= size
+        self._cached.clear()
+
+
+class Backend:
+    """Base of both backends: the pool, the copy counter, the kernel cache."""
+
+    name = "?"
+
+    def __init__(self):
+        self.copies = CopyCounter()
+        self.pool = Pool(self._raw_alloc, self._raw_free)
+        self._functions = {}
+
+    # -- memory --------------------------------------------------------------------------------
+    def alloc(self, nbytes):
+        return self.pool.alloc(nbytes)
+
+    def free(self, ptr):
+        self.pool.free(ptr)
+
+    def htod(self, ptr, array):
+        self.copies.htod += 1
+        self.copies.htod_bytes += array.nbytes
+        self._htod(ptr, array)
+
+    def dtoh(self, array, ptr):
+        self.copies.dtoh += 1
+        self.copies.dtoh_bytes += array.nbytes
+        self._dtoh(array, ptr)
+
+    # -- kernels -------------------------------------------------------------------------------
+    def function(self, cu_file, name):
+        """The kernel ``name`` of ``cuda/<cu_file>``, compiled on first use and cached."""
+        key = (cu_file, name)
+        if key not in self._functions:
+            self._functions[key] = self._load(cu_file, name)
+        return self._functions[key]
+
+    # -- what each backend provides ----------------------------------------------------------
+    def _raw_alloc(self, nbytes):
+        raise NotImplementedError
+
+    def _raw_free(self, ptr):
+        raise NotImplementedError
+
+    def _htod(self, ptr, array):
+        raise NotImplementedError
+
+    def _dtoh(self, array, ptr):
+        raise NotImplementedError
+
+    def dtod(self, dst, src, nbytes):
+        raise NotImplementedError
+
+    def memset_d32(self, ptr, bits, count):
+        raise NotImplementedError
+
+    def _load(self, cu_file, name):
+        raise NotImplementedError
+
+    def launch(self, kernel, grid, block, args, shared=0):
+        raise NotImplementedError
+
+    def synchronize(self):
+        raise NotImplementedError
+
+    def describe(self):
+        """One line naming the device (for logs and ``confnet device-query``)."""
+        return self.name
+
+
+def kernel_dir():
+    """The folder holding the ``.cu`` files: ``cuda/`` of a source checkout, or the copy shipped
+    inside the package (``confnet/cuda``) in an installed wheel. ``CONFNET_CUDA_DIR`` overrides."""
+    override = os.environ.get("CONFNET_CUDA_DIR")
+    if override:
+        return override
+    shipped = resources.files("confnet") / "cuda"
+    if shipped.is_dir():
+        return str(shipped)
+    checkout = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "cuda")
+    if os.path.isdir(checkout):
+        return checkout
+    raise ConfnetError("the CUDA kernel files (cuda/*.cu) are missing from this installation")
+
+
+def kernel_path(cu_file):
+    path = os.path.join(kernel_dir(), cu_file)
+    if not os.path.isfile(path):
+        raise ConfnetError(f"kernel file {cu_file} not found in {kernel_dir()}")
+    return path
