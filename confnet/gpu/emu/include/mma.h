@@ -1,0 +1,3 @@
+// Stand-in for CUDA's <mma.h> under confnet's emulator: the vocabulary is in cuda_emu.h.
+#pragma once
+#include "../cuda_emu.h"
