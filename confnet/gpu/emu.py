@@ -84,6 +84,8 @@ _KERNEL_RE = re.compile(
 _DYN_SHARED_RE = re.compile(
     r'extern\s+__shared__\s+((?:(?:__align__|alignas)\s*\(\s*\w+\s*\)\s*)?)'
     r'([A-Za-z_][\w:]*(?:\s+[A-Za-z_][\w:]*)*?)\s+(\w+)\s*\[\s*\]\s*;')
+# `__shared__ alignas(16) float t[..]` would read `static alignas(16) float`, which C++ refuses.
+_SHARED_ALIGNAS_RE = re.compile(r'__shared__(\s+)(alignas\s*\([^()]*\))')
 _INCLUDE_RE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
 _COMMENT_RE = re.compile(r'//[^\n]*|/\*.*?\*/', re.S)
 
@@ -121,12 +123,13 @@ def kernel_names(source):
 
 def translate(source):
     """The .cu text as g++ takes it, line for line: ``extern __shared__ T s[];`` (dynamic shared
-    memory) becomes a constant pointer to the emulator's per-block buffer."""
+    memory) becomes a constant pointer to the emulator's per-block buffer, and ``__shared__
+    alignas(n)`` becomes ``alignas(n) __shared__``."""
     def dyn(m):
         align, typ, name = m.group(1), m.group(2), m.group(3)
         return (f"{typ}* const {name} = reinterpret_cast<{typ}*>(::cuemu::dynamic_shared);"
                 + (f" /* {align.strip()} */" if align else ""))
-    return _DYN_SHARED_RE.sub(dyn, source)
+    return _SHARED_ALIGNAS_RE.sub(r"\2\1__shared__", _DYN_SHARED_RE.sub(dyn, source))
 
 
 def generate(path, source):
@@ -200,12 +203,20 @@ def build(path, sanitize=None, verbose=False):
     if os.path.exists(lib):
         return lib, names
     os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}-", suffix=".so", dir=out_dir)
-    os.close(fd)
-    src = tmp[:-3] + ".cpp"
+    work = tempfile.mkdtemp(prefix=f".{stem}-", dir=out_dir)
+    tmp, src = os.path.join(work, "kernel.so"), os.path.join(work, "kernel.cpp")
     try:
         with open(src, "w", encoding="utf-8") as f:
             f.write(unit)
+        # Quoted includes resolve first beside kernel.cpp: put translated copies there.
+        for dep in _included_files(path, source):
+            rel = os.path.relpath(dep, os.path.dirname(path))
+            if rel.startswith(".."):
+                continue
+            os.makedirs(os.path.dirname(os.path.join(work, rel)), exist_ok=True)
+            with open(dep, encoding="utf-8") as f, \
+                    open(os.path.join(work, rel), "w", encoding="utf-8") as out:
+                out.write(f'#line 1 "{dep}"\n' + translate(f.read()))
         cmd = [cxx] + flags + ["-o", tmp, src]
         if verbose:
             print(" ".join(cmd), file=sys.stderr)
@@ -215,9 +226,7 @@ def build(path, sanitize=None, verbose=False):
             raise ConfnetError(f"{path}: the emulator's g++ build failed:\n" + "\n".join(errors))
         os.replace(tmp, lib)
     finally:
-        for leftover in (tmp, src):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
+        shutil.rmtree(work, ignore_errors=True)
     return lib, names
 
 

@@ -739,6 +739,7 @@ namespace precision {
 struct tf32 {};
 }
 enum layout_t { mem_row_major, mem_col_major };
+using ::__float_to_tf32;                  // CUDA declares it in nvcuda::wmma
 
 template <class Use, int M, int N, int K> struct shape;
 template <int M, int N, int K> struct shape<matrix_a, M, N, K> {
