@@ -2,8 +2,9 @@
 
 import numpy as np
 
+from ..gpu import blas
 from .base import TRAIN, Layer
-from .im2col import SCRATCH, Scratch, col2im_batch_last, im2col, interior, output_shape
+from .im2col import SCRATCH, col2im_batch_last, im2col, interior, output_shape
 from .registry import register_layer
 
 # Above this many bytes of im2col buffer, a batch is convolved a chunk of images at a time (and
@@ -35,7 +36,14 @@ class Convolution(Layer):
     P = prod(out) (one product per image when P is large). Backward: dW_g += dY_g @ col_g^T,
     db += dY summed over n and o, and dx = col2im(W_g^T @ dY_g), with the columns of dY_g
     ordered (o, n) so that col2im adds contiguous rows. Column and scratch buffers are kept
-    between iterations, so a training step allocates no large array.
+    between iterations, so a training step allocates no large array; the columns forward keeps
+    for backward are layer-owned blobs, on the side (host or device) the layer runs on.
+
+    On the device (1-D and 2-D; more spatial axes run the host path) the same products run as
+    ``blas.gemm`` calls over the same column layout (``cuda/convolution.cu``): forward, per group,
+    one product batched over the images, Y[b]_g = W_g @ col_g[:, b P:(b+1) P], written straight
+    into y; backward transposes dY to (M, n P) once, then dW_g += dY_g @ col_g^T and
+    dcol_g = W_g^T @ dY_g are one product each, and col2im gathers dx without atomics.
 
     Settings: num_output, bias_term, kernel_size / stride / pad / dilation (one value for every
     axis or one per axis; kernel_h/_w, stride_h/_w, pad_h/_w in 2-D), group, weight_filler,
@@ -45,6 +53,8 @@ class Convolution(Layer):
 
     params = ("convolution_param",)
     min_bottom = min_top = 1
+    has_gpu = True
+    kernels = "convolution.cu"
 
     def layer_setup(self, bottom, top):
         p = self.param.convolution_param
@@ -64,7 +74,11 @@ class Convolution(Layer):
                      f"group {self.group} must divide both the input channels "
                      f"({self.channels}) and num_output ({self.num_output})")
         self.add_param_blob(self.weight_shape(), p.weight_filler)
-        self._kept = Scratch()  # the column buffers forward keeps for backward (training)
+        # Layer-owned buffers: the columns forward keeps for backward (one blob per bottom; in
+        # a device run blob 0 also serves every chunk that is not kept), and, on the device, the
+        # transposed output gradient and the column gradient of backward.
+        self._col_blobs = []
+        self._dy_rows, self._dcol = self.new_blob(), self.new_blob()
         self.bias_term = p.bias_term
         if self.bias_term:
             self.add_param_blob((self.num_output,), p.bias_filler)
@@ -123,6 +137,7 @@ class Convolution(Layer):
         for blob in top:
             blob.reshape(shape[:1] + (self.num_output,) + self.out)
         self._cols = [None] * len(bottom)
+        self._device_cols = [False] * len(bottom)   # whether _col_blobs[i] holds forward's columns
 
     # -- compute ---------------------------------------------------------------------------------
     def forward_cpu(self, bottom, top):
@@ -130,9 +145,12 @@ class Convolution(Layer):
             chunks = self._chunks(x.shape[0])
             # One chunk in training: keep the buffer for backward instead of rebuilding it.
             keep = len(chunks) == 1 and self.phase == TRAIN
-            store, name = (self._kept, f"col{i}") if keep else (SCRATCH, "col")
             for images in chunks:
-                col = self._im2col(x.data[images], store, name)
+                x_chunk = x.data[images]
+                shape = self._col_shape(x_chunk.shape[0])
+                out = (self._col_blob(i, shape).data if keep
+                       else SCRATCH.get("col", shape, x_chunk.dtype))
+                col = self._im2col(x_chunk, out)
                 self._cols[i] = col if keep else None
                 self._forward_chunk(col, y.data[images])
 
@@ -157,7 +175,9 @@ class Convolution(Layer):
             for images in self._chunks(x.shape[0]):
                 col = self._cols[i]
                 if col is None:
-                    col = self._im2col(x.data[images], SCRATCH, "col")
+                    x_chunk = x.data[images]
+                    col = self._im2col(x_chunk, SCRATCH.get(
+                        "col", self._col_shape(x_chunk.shape[0]), x_chunk.dtype))
                 dy = self._output_groups(y.diff[images])
                 if self.bias_term:
                     self.blobs[1].diff += dy.sum(axis=2).reshape(-1)
@@ -187,10 +207,19 @@ class Convolution(Layer):
         np.copyto(dx, inside.transpose(ndim + 1, *range(ndim + 1)))
 
     # -- layout helpers --------------------------------------------------------------------------
-    def _im2col(self, x, scratch, name):
-        """(n, C, *spatial) -> (G, C/G * K, n * P), in ``scratch``'s buffer ``name``."""
-        col = scratch.get(name, (self.channels,) + self.kernel + (x.shape[0],) + self.out,
-                          x.dtype)
+    def _col_shape(self, n):
+        """The column buffer of n images: (C, *kernel, n, *out), i.e. (C K, n P)."""
+        return (self.channels,) + self.kernel + (n,) + self.out
+
+    def _col_blob(self, i, shape):
+        """Layer-owned column blob ``i``, reshaped to ``shape`` (its storage is kept)."""
+        while len(self._col_blobs) <= i:
+            self._col_blobs.append(self.new_blob())
+        self._col_blobs[i].reshape(shape)
+        return self._col_blobs[i]
+
+    def _im2col(self, x, col):
+        """(n, C, *spatial) -> (G, C/G * K, n * P), written into ``col`` (``_col_shape(n)``)."""
         im2col(x, self.kernel, self.pad, self.stride, self.dilation, out=col, scratch=SCRATCH)
         return col.reshape(self.group, -1, x.shape[0] * int(np.prod(self.out)))
 
@@ -211,3 +240,83 @@ class Convolution(Layer):
                      * self.dtype.itemsize)
         step = max(1, _COL_BUDGET // max(per_image, 1))
         return [slice(start, start + step) for start in range(0, n, step)]
+
+    # -- device ----------------------------------------------------------------------------------
+    def _geometry_2d(self, spatial):
+        """(height, width, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, dil_h, dil_w,
+        out_h, out_w) as int32 kernel arguments; a 1-D convolution is a 2-D one of height 1."""
+        lead = (1,) * (2 - len(spatial))
+        zero = (0,) * (2 - len(spatial))
+        values = (lead + tuple(spatial) + lead + self.kernel + zero + self.pad + lead + self.stride
+                  + lead + self.dilation + lead + self.out)
+        return tuple(np.int32(v) for v in values)
+
+    def _device_im2col(self, x_ptr, n, spatial, col_ptr):
+        geometry = self._geometry_2d(spatial)
+        self.launch_1d("convolution_im2col", self.channels * n * int(np.prod(self.out)), x_ptr,
+                       np.int32(n), np.int32(self.channels), *geometry, col_ptr)
+
+    def forward_gpu(self, bottom, top):
+        if len(self.kernel) > 2:   # no N-D device kernels: the host path (blobs copy as needed)
+            return self.forward_cpu(bottom, top)
+        m, g = self.num_output, self.group
+        mg, ckg = m // g, self.channels // g * int(np.prod(self.kernel))
+        p, spatial = int(np.prod(self.out)), bottom[0].shape[2:]
+        image_in, image_out = self.channels * int(np.prod(spatial)), m * p
+        weight = self.blobs[0].gpu_data
+        for i, (x, y) in enumerate(zip(bottom, top)):
+            chunks = self._chunks(x.shape[0])
+            keep = len(chunks) == 1 and self.phase == TRAIN
+            x_ptr, y_ptr = x.gpu_data, y.mutable_gpu_data
+            for images in chunks:
+                start, n = images.start, len(range(x.shape[0])[images])
+                col = self._col_blob(i if keep else 0, self._col_shape(n)).mutable_gpu_data
+                self._device_im2col(x_ptr + 4 * start * image_in, n, spatial, col)
+                for group in range(g):
+                    # y[b, group] (mg, P) = W_group (mg, ckg) @ columns of image b, batched on b.
+                    blas.gemm(False, False, mg, p, ckg, 1.0, weight + 4 * group * mg * ckg,
+                              col + 4 * group * ckg * n * p, 0.0,
+                              y_ptr + 4 * (start * image_out + group * mg * p),
+                              ldb=n * p, ldc=p, batch=n, stride_b=p, stride_c=image_out)
+            self._device_cols[i] = keep
+            if self.bias_term:
+                blas.bias_forward(x.shape[0], m, p, self.blobs[1].gpu_data, y_ptr)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if len(self.kernel) > 2:
+            return self.backward_cpu(top, propagate_down, bottom)
+        m, g = self.num_output, self.group
+        mg, ckg = m // g, self.channels // g * int(np.prod(self.kernel))
+        p, spatial = int(np.prod(self.out)), bottom[0].shape[2:]
+        image_in, image_out = self.channels * int(np.prod(spatial)), m * p
+        weight = self.blobs[0]
+        for i, (y, x) in enumerate(zip(top, bottom)):
+            dy = y.gpu_diff
+            if self.bias_term:
+                blas.bias_backward(x.shape[0], m, p, dy, self.blobs[1].mutable_gpu_diff)
+            for images in self._chunks(x.shape[0]):
+                start, n = images.start, len(range(x.shape[0])[images])
+                if self._device_cols[i]:
+                    col = self._col_blobs[i].gpu_data
+                else:
+                    col = self._col_blob(0, self._col_shape(n)).mutable_gpu_data
+                    self._device_im2col(x.gpu_data + 4 * start * image_in, n, spatial, col)
+                self._dy_rows.reshape((m, n * p))
+                dy_rows = self._dy_rows.mutable_gpu_data
+                self.launch_1d("convolution_dy_to_rows", m * n * p, dy + 4 * start * image_out,
+                               np.int32(n), np.int32(m), np.int32(p), dy_rows)
+                dw = weight.mutable_gpu_diff
+                for group in range(g):   # dW_group (mg, ckg) += dY_group (mg, nP) @ col^T
+                    blas.gemm(False, True, mg, ckg, n * p, 1.0, dy_rows + 4 * group * mg * n * p,
+                              col + 4 * group * ckg * n * p, 1.0, dw + 4 * group * mg * ckg)
+                if propagate_down[i]:
+                    self._dcol.reshape((g * ckg, n * p))
+                    dcol, w = self._dcol.mutable_gpu_data, weight.gpu_data
+                    for group in range(g):   # dcol_group (ckg, nP) = W_group^T @ dY_group
+                        blas.gemm(True, False, ckg, n * p, mg, 1.0, w + 4 * group * mg * ckg,
+                                  dy_rows + 4 * group * mg * n * p, 0.0,
+                                  dcol + 4 * group * ckg * n * p)
+                    geometry = self._geometry_2d(spatial)
+                    self.launch_1d("convolution_col2im", n * image_in, dcol, np.int32(n),
+                                   np.int32(self.channels), *geometry,
+                                   x.mutable_gpu_diff + 4 * start * image_in)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..gpu import blas
 from .base import Layer
 from .registry import register_layer
 
@@ -18,10 +19,15 @@ class InnerProduct(Layer):
     params: weight (N, K), or (K, N) when transpose; bias (N,) when bias_term.
     backward: dx = dy W (dy W^T with transpose), dW += dy^T x (x^T dy with transpose),
               db += sum over rows of dy.
+
+    On the device every product is one ``blas.gemm`` (row-major, as numpy) and the bias a
+    per-column add and a deterministic column sum (``cuda/math.cu``).
     """
 
     params = ("inner_product_param",)
     num_bottom = num_top = 1
+    has_gpu = True
+    kernels = "gemm.cu"
 
     def layer_setup(self, bottom, top):
         p = self.param.inner_product_param
@@ -71,3 +77,24 @@ class InnerProduct(Layer):
             self.blobs[1].diff += dy.sum(axis=0)
         if propagate_down[0]:
             np.matmul(dy, self._weight(weight.data).T, out=bottom[0].diff.reshape(dy.shape[0], -1))
+
+    def forward_gpu(self, bottom, top):
+        rows, k, n = bottom[0].count // self.inputs, self.inputs, self.num_output
+        # y (rows, N) = x (rows, K) @ W^T, W stored (N, K); with transpose W is stored (K, N).
+        blas.gemm(False, not self.transpose, rows, n, k, 1.0, bottom[0].gpu_data,
+                  self.blobs[0].gpu_data, 0.0, top[0].mutable_gpu_data)
+        if self.bias_term:
+            blas.bias_forward(rows, n, 1, self.blobs[1].gpu_data, top[0].mutable_gpu_data)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        rows, k, n = bottom[0].count // self.inputs, self.inputs, self.num_output
+        dy, x, weight = top[0].gpu_diff, bottom[0].gpu_data, self.blobs[0]
+        if self.transpose:   # dW (K, N) += x^T dy
+            blas.gemm(True, False, k, n, rows, 1.0, x, dy, 1.0, weight.mutable_gpu_diff)
+        else:                # dW (N, K) += dy^T x
+            blas.gemm(True, False, n, k, rows, 1.0, dy, x, 1.0, weight.mutable_gpu_diff)
+        if self.bias_term:
+            blas.bias_backward(rows, n, 1, dy, self.blobs[1].mutable_gpu_diff)
+        if propagate_down[0]:   # dx (rows, K) = dy (rows, N) @ W (N, K), or @ W^T with transpose
+            blas.gemm(False, self.transpose, rows, k, n, 1.0, dy, weight.gpu_data, 0.0,
+                      bottom[0].mutable_gpu_diff)

@@ -1,0 +1,231 @@
+"""Device math on float32 arrays addressed by device pointers (ints), on the backend in use.
+
+The kernels live in ``cuda/math.cu`` (vector ops, reductions, per-channel bias) and
+``cuda/gemm.cu`` (matrix products); this module is their launcher: it checks arguments, picks
+the GEMM version and computes launch geometry. Every function enqueues work and returns; none
+copies to or from the host (a reduction writes its scalar to a device pointer, the caller reads
+it back only if it must).
+
+Vector ops (``n`` elements, pointers to float32):
+
+    fill(n, value, x)            x = value
+    scale(n, alpha, x)           x = alpha x
+    axpy(n, alpha, x, y)         y = alpha x + y
+    axpby(n, alpha, x, beta, y)  y = alpha x + beta y   (beta = 0: y is not read)
+    copy(n, x, y)                y = x
+    add(n, a, b, y)              y = a + b
+    mul(n, a, b, y)              y = a * b
+    add_sign(n, alpha, x, y)     y = y + alpha sign(x)
+    dot(n, x, y, out)            *out = sum x y
+    sumsq(n, x, out)             *out = sum x^2
+    asum(n, x, out)              *out = sum |x|
+
+Reductions run in two passes with a fixed geometry and no atomics, so they are deterministic:
+the same inputs give the same bits on every run.
+
+Per-channel bias, y viewed as (outer, channels, inner):
+
+    bias_forward(outer, channels, inner, bias, y)    y[o, c, i] += bias[c]
+    bias_backward(outer, channels, inner, dy, db)    db[c] += sum_{o, i} dy[o, c, i]
+
+Matrix products, row-major (numpy) convention:
+
+    gemm(transa, transb, m, n, k, alpha, a, b, beta, c)
+        C[m, n] = alpha op(A)[m, k] @ op(B)[k, n] + beta C   (beta = 0: C is not read)
+    gemv(trans, m, n, alpha, a, x, beta, y)
+        y = alpha op(A) x + beta y, A stored (m, n)
+
+``set_tf32(True)`` lets large products run on tensor cores in TF32 (inputs rounded to a 10-bit
+mantissa, float32 accumulation: relative error about k 2^-11 instead of float32's); it is off by
+default, so results match the CPU path within float32 tolerances.
+"""
+
+import numpy as np
+
+from ..errors import ConfnetError
+from .launch import THREADS_1D, blocks_for, launch, launch_1d
+
+MATH = "math.cu"
+GEMM = "gemm.cu"
+
+# Pass 1 of a reduction runs at most this many blocks of THREADS_1D threads (each a grid-stride
+# share of the input); pass 2 sums their partials in one block. 256 blocks keep an H200's SMs
+# busy on large blobs while pass 2 stays a single short block.
+REDUCE_BLOCKS = 256
+
+# Tile sizes and block sizes of the GEMM versions, as cuda/gemm.cu states them.
+_GEMM_TILES = {1: (16, 16, (16, 16)), 2: (64, 64, 256), 3: (64, 64, 128)}
+GEMM_VERSIONS = tuple(_GEMM_TILES)
+
+_tf32 = False
+
+
+def set_tf32(enabled):
+    """Allow (True) or forbid (False, the default) TF32 tensor-core products in ``gemm``."""
+    global _tf32
+    _tf32 = bool(enabled)
+
+
+def tf32_enabled():
+    return _tf32
+
+
+# -- vector ops ------------------------------------------------------------------------------------
+def fill(n, value, x):
+    _elementwise("blas_fill", n, np.float32(value), _ptr(x))
+
+
+def scale(n, alpha, x):
+    _elementwise("blas_scale", n, np.float32(alpha), _ptr(x))
+
+
+def axpy(n, alpha, x, y):
+    _elementwise("blas_axpy", n, np.float32(alpha), _ptr(x), _ptr(y))
+
+
+def axpby(n, alpha, x, beta, y):
+    _elementwise("blas_axpby", n, np.float32(alpha), _ptr(x), np.float32(beta), _ptr(y))
+
+
+def copy(n, x, y):
+    if _ptr(x) != _ptr(y):
+        _elementwise("blas_copy", n, _ptr(x), _ptr(y))
+
+
+def add(n, a, b, y):
+    _elementwise("blas_add", n, _ptr(a), _ptr(b), _ptr(y))
+
+
+def mul(n, a, b, y):
+    _elementwise("blas_mul", n, _ptr(a), _ptr(b), _ptr(y))
+
+
+def add_sign(n, alpha, x, y):
+    _elementwise("blas_add_sign", n, np.float32(alpha), _ptr(x), _ptr(y))
+
+
+def _elementwise(kernel, n, *args):
+    launch_1d(MATH, kernel, _count(n), *args)
+
+
+# -- reductions ------------------------------------------------------------------------------------
+def dot(n, x, y, out):
+    _reduce("blas_dot_partial", n, (_ptr(x), _ptr(y)), out)
+
+
+def sumsq(n, x, out):
+    _reduce("blas_sumsq_partial", n, (_ptr(x),), out)
+
+
+def asum(n, x, out):
+    _reduce("blas_asum_partial", n, (_ptr(x),), out)
+
+
+def _reduce(kernel, n, inputs, out):
+    """Pass 1: ``kernel`` writes one partial sum per block into a pooled scratch array; pass 2:
+    one block adds them into ``*out``. The scratch goes back to the pool right away: later work
+    on the same stream is ordered after pass 2, so reusing the block is safe."""
+    from . import current
+    n = _count(n)
+    blocks = blocks_for(n, THREADS_1D, REDUCE_BLOCKS)
+    backend = current()
+    partial = backend.alloc(blocks * 4)
+    try:
+        launch(MATH, kernel, blocks, THREADS_1D, np.int32(n), *inputs, partial)
+        launch(MATH, "blas_sum_final", 1, THREADS_1D, np.int32(blocks), partial, _ptr(out))
+    finally:
+        backend.free(partial)
+
+
+# -- per-channel bias ------------------------------------------------------------------------------
+def bias_forward(outer, channels, inner, bias, y):
+    _elementwise("blas_bias_forward", outer * channels * inner, np.int32(channels),
+                 np.int32(inner), _ptr(bias), _ptr(y))
+
+
+def bias_backward(outer, channels, inner, dy, db):
+    _count(outer * channels * inner)
+    if channels > 0:
+        launch(MATH, "blas_bias_backward", channels, THREADS_1D, np.int32(outer),
+               np.int32(channels), np.int32(inner), _ptr(dy), _ptr(db))
+
+
+# -- matrix products -------------------------------------------------------------------------------
+def choose_gemm(m, n, k, batch=1):
+    """The GEMM version for a shape: v3 (TF32 tensor cores) only when ``set_tf32(True)`` and
+    both sides of C are at least a fragment (16); otherwise v2 (64x64 register-blocked tiles)
+    when C has room for enough of its tiles to fill a GPU, else v1 (16x16 tiles: 16 times as
+    many blocks for small products, and little waste on thin ones such as matrix-vector)."""
+    if _tf32 and m >= 16 and n >= 16:
+        return 3
+    if min(m, n) < 16 or m * n * batch < 32 * 64 * 64:
+        return 1
+    return 2
+
+
+def gemm(transa, transb, m, n, k, alpha, a, b, beta, c, lda=None, ldb=None, ldc=None,
+         batch=1, stride_a=0, stride_b=0, stride_c=0, version=None):
+    """C[m, n] = alpha op(A)[m, k] @ op(B)[k, n] + beta C, row-major, on device pointers.
+
+    A is stored (m, k), or (k, m) when ``transa``; B (k, n), or (n, k) when ``transb``; the
+    leading dimensions (row lengths in memory) default to those shapes' last sizes. ``batch``
+    products run in one launch, the i-th on a + i stride_a, b + i stride_b, c + i stride_c
+    (strides in elements; 0 reuses one matrix for every product). ``version`` forces a kernel
+    version (1, 2, 3) instead of the shape-based choice (``choose_gemm``)."""
+    m, n, k, batch = (_count(v) for v in (m, n, k, batch))
+    lda = _leading("lda", lda, m if transa else k)
+    ldb = _leading("ldb", ldb, k if transb else n)
+    ldc = _leading("ldc", ldc, n)
+    if m == 0 or n == 0 or batch == 0:
+        return
+    if version is None:
+        version = choose_gemm(m, n, k, batch)
+    if version not in _GEMM_TILES:
+        raise ConfnetError(f"gemm version {version}: the versions are {GEMM_VERSIONS}")
+    tile_m, tile_n, block = _GEMM_TILES[version]
+    grid = ((n + tile_n - 1) // tile_n, (m + tile_m - 1) // tile_m, batch)
+    if grid[1] > 65535 or batch > 65535:
+        raise ConfnetError(f"gemm: {m} rows x batch {batch} exceed the grid limits of one launch")
+    a, b, c = _ptr(a), _ptr(b), _ptr(c)
+    args = [np.int32(bool(transa)), np.int32(bool(transb)), np.int32(m), np.int32(n),
+            np.int32(k), np.float32(alpha), a, np.int32(lda), np.int32(stride_a), b,
+            np.int32(ldb), np.int32(stride_b), np.float32(beta), c, np.int32(ldc),
+            np.int32(stride_c)]
+    if version > 1:
+        # float4 loads need every group of 4 consecutive values 16-byte aligned: an aligned
+        # base and row and batch strides that are multiples of 4 floats.
+        args += [np.int32(_vector_ok(a, lda, stride_a)), np.int32(_vector_ok(b, ldb, stride_b))]
+    launch(GEMM, f"sgemm_v{version}", grid, block, *args)
+
+
+def gemv(trans, m, n, alpha, a, x, beta, y, lda=None):
+    """y = alpha op(A) x + beta y with A stored (m, n): op(A) = A (y has m values, x n) or A^T
+    (``trans``: y has n values, x m). One column of a GEMM (v1, little waste for one column)."""
+    rows, cols = (n, m) if trans else (m, n)
+    lda = _leading("lda", lda, n)
+    gemm(trans, False, rows, 1, cols, alpha, a, x, beta, y, lda=lda, ldb=1, ldc=1, version=1)
+
+
+# -- argument checks -------------------------------------------------------------------------------
+def _ptr(p):
+    return int(p)
+
+
+def _count(n):
+    n = int(n)
+    if not 0 <= n < 2 ** 31:
+        raise ConfnetError(f"device math: size {n} is outside [0, 2^31)")
+    return n
+
+
+def _leading(name, value, minimum):
+    if value is None:
+        return max(minimum, 1)
+    value = int(value)
+    if value < max(minimum, 1):
+        raise ConfnetError(f"gemm: {name} {value} is shorter than a row ({minimum})")
+    return value
+
+
+def _vector_ok(ptr, ld, stride):
+    return ptr % 16 == 0 and ld % 4 == 0 and stride % 4 == 0
