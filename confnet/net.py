@@ -28,6 +28,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import gpu
 from .blob import Blob
 from .errors import ConfnetError
 from .layers import TRAIN, create_layer
@@ -56,6 +57,7 @@ class Net:
         self.name = param.name
         self.dtype = np.dtype(dtype)
         self.force_backward = param.force_backward
+        self._device_loss = self._loss_term = None
         state = pb.NetState(phase=phase, level=level or param.state.level,
                             stage=list(stages) or list(param.state.stage))
         layer_params = insert_splits(filter_layers(param, state))
@@ -73,7 +75,7 @@ class Net:
         self.layer_dict = OrderedDict(zip(self.layer_names, self.layers))
         log.info("Network '%s' (%s) initialized: %d layers, memory required for data: %d bytes",
                  self.name, "TRAIN" if phase == TRAIN else "TEST", len(self.layers),
-                 sum(b.data.nbytes for b in self.blobs.values()))
+                 self.data_bytes())
         if weights:
             self.copy_from(weights)
 
@@ -210,22 +212,63 @@ class Net:
                                    f"inputs are: {', '.join(self.inputs) or 'none'}")
             value = np.asarray(value)
             self.blobs[name].reshape(value.shape)
-            self.blobs[name].data[...] = value
+            self.blobs[name].set_data(value)
         first = self._layer_index(start, 0)
         last = self._layer_index(end, len(self.layers) - 1)
         self.forward_loss(first, last)
         names = (self.top_ids[last] if end is not None else self.outputs) + list(blobs or ())
         return {name: self.blobs[name].data for name in names}
 
-    def forward_loss(self, start=0, end=None):
-        """Run layers start..end (inclusive, by index) and return the summed loss."""
-        end = len(self.layers) - 1 if end is None else end
-        loss = 0.0
-        for i in range(start, end + 1):
+    def forward_layer(self, i):
+        """Reshape and run layer ``i``; its weighted loss (a float), or None on the device."""
+        bottom, top = self._io(i)
+        self.layers[i].reshape(bottom, top)
+        return self.layers[i].forward(bottom, top)
+
+    def backward_layer(self, i):
+        """Back-propagate through layer ``i`` if it needs backward."""
+        if self.layer_need_backward[i]:
             bottom, top = self._io(i)
-            self.layers[i].reshape(bottom, top)
-            loss += self.layers[i].forward(bottom, top)
-        return loss
+            self.layers[i].backward(top, self.bottom_need_backward[i], bottom)
+
+    def forward_loss(self, start=0, end=None):
+        """Run layers start..end (inclusive, by index) and return the summed loss (on the
+        device, the loss tops are copied back for it)."""
+        end = len(self.layers) - 1 if end is None else end
+        losses = [self.forward_layer(i) for i in range(start, end + 1)]
+        return sum(self._loss_of_layer(i) if x is None else x
+                   for i, x in zip(range(start, end + 1), losses))
+
+    def _loss_of_layer(self, i):
+        total = 0.0
+        for name, weight in zip(self.top_ids[i], self.layers[i].loss_weights):
+            if weight:
+                total += weight * float(self.blobs[name].cpu_data.sum(dtype=np.float64))
+        return total
+
+    @property
+    def device_loss(self):
+        """A one-element blob: the loss of the last ``forward_backward(read_loss=False)``."""
+        if self._device_loss is None:
+            self._device_loss = Blob((1,), np.float32, "loss")
+        return self._device_loss
+
+    def _sum_device_loss(self, host_loss):
+        """device_loss = host_loss + sum over loss tops of dot(top data, top diff): after
+        ``_seed_loss_diffs`` a loss top's diff holds its weight in every element, so the dot
+        product is the weighted loss, computed without leaving the device."""
+        from .gpu import blas
+        out = self.device_loss
+        out.set_data(host_loss)
+        term = self._loss_term = self._loss_term or Blob((1,), np.float32, "loss term")
+        for i, layer in enumerate(self.layers):
+            if not layer.on_device():
+                continue
+            for name, weight in zip(self.top_ids[i], layer.loss_weights):
+                if weight:
+                    top = self.blobs[name]
+                    blas.dot(top.count, top.gpu_data, top.gpu_diff, term.mutable_gpu_data)
+                    blas.axpy(1, np.float32(1), term.gpu_data, out.mutable_gpu_data)
 
     def backward(self, diffs=None, start=None, end=None, **top_diffs):
         """Back-propagate as pycaffe's ``Net.backward`` does; return {blob name: diff}.
@@ -240,7 +283,7 @@ class Net:
             if name not in self.outputs:
                 raise ConfnetError(f"net '{self.name}': '{name}' is not an output blob; the "
                                    f"outputs are: {', '.join(self.outputs) or 'none'}")
-            self.blobs[name].diff[...] = value
+            self.blobs[name].set_diff(value)
         last = self._layer_index(end, 0)
         self._backward(self._layer_index(start, len(self.layers) - 1), last)
         names = (self.bottom_ids[last] if end is not None else self.inputs) + list(diffs or ())
@@ -250,13 +293,11 @@ class Net:
         for i, layer in enumerate(self.layers):
             for name, weight in zip(self.top_ids[i], layer.loss_weights):
                 if weight:
-                    self.blobs[name].diff[...] = weight
+                    self.blobs[name].set_diff(weight)
 
     def _backward(self, start, end):
         for i in range(start, end - 1, -1):
-            if self.layer_need_backward[i]:
-                bottom, top = self._io(i)
-                self.layers[i].backward(top, self.bottom_need_backward[i], bottom)
+            self.backward_layer(i)
 
     def _layer_index(self, layer, default):
         """The index of a layer given by name (as pycaffe) or index; `default` for None."""
@@ -269,10 +310,21 @@ class Net:
             return self.layer_names.index(layer)
         return int(layer)
 
-    def forward_backward(self):
-        """One training pass: forward, then backward from the losses; returns the loss."""
-        loss = self.forward_loss()
+    def forward_backward(self, read_loss=True):
+        """One training pass: forward, then backward from the losses; returns the loss. On the
+        device, ``read_loss=False`` leaves the loss in ``device_loss`` and returns None, so an
+        iteration copies nothing back."""
+        losses = [self.forward_layer(i) for i in range(len(self.layers))]
         self._seed_loss_diffs()
+        host_loss = sum(x for x in losses if x is not None)
+        loss = None
+        if gpu.current() is None:
+            loss = host_loss
+        elif read_loss:
+            loss = host_loss + sum(self._loss_of_layer(i) for i, x in enumerate(losses)
+                                   if x is None)
+        else:
+            self._sum_device_loss(host_loss)
         self._backward(len(self.layers) - 1, 0)
         return loss
 
@@ -288,7 +340,11 @@ class Net:
 
     def clear_param_diffs(self):
         for blob in self.learnable_params:
-            blob.diff[...] = 0
+            blob.zero_diff()
+
+    def data_bytes(self):
+        """Bytes of the blobs' data (each storage counted once)."""
+        return sum(b.count * b.dtype.itemsize for b in self.blobs.values())
 
     # -- weights -------------------------------------------------------------------------------
     def to_proto(self, write_diff=False):
@@ -301,7 +357,8 @@ class Net:
             lp.CopyFrom(layer.param)
             del lp.blobs[:]
             for blob in layer.blobs:
-                lp.blobs.append(array_to_blob(blob.data, blob.diff if write_diff else None))
+                lp.blobs.append(array_to_blob(blob.cpu_data,
+                                              blob.cpu_diff if write_diff else None))
         return param
 
     def save(self, path, write_diff=False):
@@ -335,7 +392,7 @@ class Net:
                     f"expects {len(target.blobs)}; rename the layer to learn it from scratch")
             for j, array in sorted(arrays.items()):
                 blob = target.blobs[j]
-                blob.data[...] = _fit_shape(array, blob.shape, where, name, j)
+                blob.set_data(_fit_shape(array, blob.shape, where, name, j))
             log.info("Copied weights of layer %s", name)
 
     def share_weights_from(self, other):

@@ -56,7 +56,8 @@ class ProgressLine(logging.Filter):
             handler.removeFilter(self)
 
     def update(self, solver, loss):
-        self._losses.append(loss)
+        if loss is not None:   # None: a device run reads its losses at display iterations
+            self._losses.append(loss)
         now = self.clock()
         if self._start is None:
             self._start, self._start_iter = now, solver.iter - 1

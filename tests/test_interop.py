@@ -340,7 +340,7 @@ def test_restore_from_a_caffe_written_hdf5_state(tiny_lmdb, tmp_path):
     resumed.restore(str(state))
     assert resumed.iter == 3
     for mine, expected in zip(resumed.history, history):
-        np.testing.assert_array_equal(mine, expected)
+        np.testing.assert_array_equal(mine.data, expected)
     for mine, saved in zip(resumed.net.learnable_params, solver.net.learnable_params):
         np.testing.assert_array_equal(mine.data, saved.data)
     resumed.step(1)

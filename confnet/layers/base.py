@@ -8,22 +8,37 @@ Every layer has the same life cycle, so the net never special-cases one:
     loss = layer.forward(bottom, top)
     layer.backward(top, propagate_down, bottom)
 
+``forward``/``backward`` dispatch once to ``*_cpu`` or ``*_gpu``: to the device path while a
+device backend is in use (``confnet.gpu``) and the layer has one (``has_gpu``), else to the host
+path; a layer without a device path in a device run reads and writes host memory, and the blobs'
+synced memory copies what it needs (logged once per layer type).
+
 Contracts a layer implementation keeps:
 
-- ``forward_cpu`` writes every top blob's data.
+- ``forward_cpu`` writes every top blob's data; ``forward_gpu`` does the same on the device
+  through ``self.launch``/``self.launch_1d`` (kernels of the family file ``kernels`` in cuda/).
 - ``backward_cpu`` *overwrites* the diff of each bottom whose ``propagate_down`` is true, and
   *adds* to the diff of its parameter blobs (``self.blobs``): the solver clears parameter diffs
   once per iteration, so gradients of shared parameters and of ``iter_size`` passes accumulate.
 - A loss is the weighted sum of the tops that have a loss weight: ``sum_i w_i * sum(top_i)``.
   Before backward the net stores ``w_i`` in every element of the top's diff, so a loss layer
-  scales its gradient by ``top[0].diff`` (a scalar blob).
+  scales its gradient by ``top[0].diff`` (a scalar blob). On the device the loss stays there:
+  ``forward`` returns None and the net sums the loss tops on the device when asked.
+- Buffers kept between forward and backward (columns, argmax, masks, probabilities) are
+  layer-owned blobs (``new_blob``), so they live on the same side as the layer.
 - Parameter messages: a layer lists the ``*_param`` fields of LayerParameter it reads in
   ``params``; any other one being set is an error rather than silently ignored.
 """
 
+import logging
+
 import numpy as np
 
+from .. import gpu
 from ..errors import ConfnetError
+
+log = logging.getLogger("confnet")
+_host_fallbacks = set()   # layer types already reported as running on the host in a device run
 
 TRAIN, TEST = 0, 1
 
@@ -44,6 +59,7 @@ class Layer:
     auto_top = False          # create the minimum number of tops when none are named (losses)
     default_loss_weight = 0.0  # loss weight of top[0] when the prototxt gives none
     has_gpu = False           # whether forward_gpu/backward_gpu exist
+    kernels = None            # the family's kernel file in cuda/ ("neuron.cu")
 
     def __init__(self, param, phase=TRAIN, dtype=np.float32):
         self.param = param
@@ -73,21 +89,56 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__}.reshape")
 
     def forward(self, bottom, top):
+        """Run forward; return the weighted loss of the tops (a float), or None on the device,
+        where the loss stays (the net sums it there)."""
+        if self.on_device():
+            self.forward_gpu(bottom, top)
+            return None
         self.forward_cpu(bottom, top)
         loss = 0.0
         for blob, weight in zip(top, self.loss_weights):
             if weight:
-                loss += weight * float(blob.data.sum())
+                loss += weight * float(blob.cpu_data.sum())
         return loss
 
     def backward(self, top, propagate_down, bottom):
-        self.backward_cpu(top, propagate_down, bottom)
+        if self.on_device():
+            self.backward_gpu(top, propagate_down, bottom)
+        else:
+            self.backward_cpu(top, propagate_down, bottom)
+
+    def on_device(self):
+        """Whether this layer runs its device path now."""
+        if gpu.current() is None or self.dtype != np.float32:
+            return False
+        if not self.has_gpu and self.type_name not in _host_fallbacks:
+            _host_fallbacks.add(self.type_name)
+            log.warning("%s layers have no device kernels yet: '%s' runs on the host, with a "
+                        "copy each way", self.type_name, self.name)
+        return self.has_gpu
 
     def forward_cpu(self, bottom, top):
         raise NotImplementedError(f"{type(self).__name__}.forward_cpu")
 
     def backward_cpu(self, top, propagate_down, bottom):
         """Default for layers that have nothing to back-propagate (data, accuracy)."""
+
+    def forward_gpu(self, bottom, top):
+        raise NotImplementedError(f"{type(self).__name__}.forward_gpu")
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        """Default for layers that have nothing to back-propagate (data, accuracy)."""
+
+    # -- kernels -----------------------------------------------------------------------------
+    def launch_1d(self, name, n, *args):
+        """Kernel ``name(int n, *args)`` of this layer's family file over ``n`` elements."""
+        from ..gpu.launch import launch_1d
+        launch_1d(self.kernels, name, n, *args)
+
+    def launch(self, name, grid, block, *args, shared=0):
+        """Kernel ``name(*args)`` of this layer's family file with explicit geometry."""
+        from ..gpu.launch import launch
+        launch(self.kernels, name, grid, block, *args, shared=shared)
 
     def allow_force_backward(self, bottom_index):
         """False for inputs no gradient can flow to (labels of a loss, for example)."""
@@ -101,9 +152,10 @@ class Layer:
         if not condition:
             self.fail(message)
 
-    def new_blob(self, shape):
+    def new_blob(self, shape=(), dtype=None):
+        """A blob this layer owns (a parameter, or a buffer kept between forward and backward)."""
         from ..blob import Blob
-        return Blob(shape, self.dtype)
+        return Blob(shape, dtype or self.dtype)
 
     def add_param_blob(self, shape, filler_param):
         """Create a learnable blob, filled unless the net will load it (given in the prototxt)."""

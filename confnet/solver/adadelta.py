@@ -21,7 +21,8 @@ class AdaDeltaSolver(Solver):
 
     def compute_update(self, i, rate):
         blob = self.net.learnable_params[i]
-        h, u = self.history[i], self.history[len(self.net.learnable_params) + i]
+        h, u = (self.history[i].data,
+                self.history[len(self.net.learnable_params) + i].data)
         momentum, delta = self.param.momentum, self.param.delta
         g = blob.diff
         h *= momentum

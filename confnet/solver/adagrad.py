@@ -22,7 +22,7 @@ class AdaGradSolver(Solver):
                                f"{self.param.momentum:g}); remove it or set it to 0")
 
     def compute_update(self, i, rate):
-        blob, h = self.net.learnable_params[i], self.history[i]
+        blob, h = self.net.learnable_params[i], self.history[i].data
         g = blob.diff
         h += g * g
         blob.diff[...] = (rate * self.net.params_lr[i]) * (g / (np.sqrt(h) + self.param.delta))

@@ -23,7 +23,8 @@ class AdamSolver(Solver):
 
     def compute_update(self, i, rate):
         blob = self.net.learnable_params[i]
-        m, v = self.history[i], self.history[len(self.net.learnable_params) + i]
+        m, v = (self.history[i].data,
+                self.history[len(self.net.learnable_params) + i].data)
         beta1, beta2 = self.param.momentum, self.param.momentum2
         t = self.iter + 1
         correction = math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)

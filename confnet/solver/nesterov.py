@@ -14,7 +14,7 @@ from .solver import Solver
 @register_solver("Nesterov")
 class NesterovSolver(Solver):
     def compute_update(self, i, rate):
-        blob, v = self.net.learnable_params[i], self.history[i]
+        blob, v = self.net.learnable_params[i], self.history[i].data
         momentum = self.param.momentum
         previous = v.copy()
         v *= momentum

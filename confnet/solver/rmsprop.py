@@ -27,7 +27,7 @@ class RMSPropSolver(Solver):
                                f"{p.rms_decay:g})")
 
     def compute_update(self, i, rate):
-        blob, h = self.net.learnable_params[i], self.history[i]
+        blob, h = self.net.learnable_params[i], self.history[i].data
         decay = self.param.rms_decay
         g = blob.diff
         h *= decay

@@ -25,7 +25,8 @@ from collections import deque
 
 import numpy as np
 
-from .. import metrics, rng
+from .. import gpu, metrics, rng
+from ..blob import Blob
 from ..errors import ConfnetError
 from ..layers import TEST, TRAIN
 from ..net import Net
@@ -51,9 +52,11 @@ class Solver:
         for test_net in self.test_nets:
             test_net.share_weights_from(self.net)
         # Caffe's layout: blob k of every parameter comes before blob k + 1 of any of them.
-        self.history = [np.zeros_like(p.data) for _ in range(self.history_per_param)
-                        for p in self.net.learnable_params]
+        self.history = [Blob(p.shape, name=f"history {k}.{i}")
+                        for k in range(self.history_per_param)
+                        for i, p in enumerate(self.net.learnable_params)]
         self.losses = deque(maxlen=max(param.average_loss, 1))
+        self._device_losses = None    # per-iteration losses not yet read from the device
         self.requested_stop = False       # finish the current iteration, then stop
         self.requested_snapshot = False   # snapshot after the current iteration
         self.on_iteration = []   # callbacks f(solver, loss) after each iteration
@@ -71,9 +74,6 @@ class Solver:
                                "use L1 or L2")
         if p.snapshot_format == pb.SolverParameter.HDF5:
             hdf5.import_h5py("solver: snapshot_format HDF5")   # fail now, not at the snapshot
-        if p.HasField("solver_mode") and p.solver_mode == pb.SolverParameter.GPU:
-            log.warning("solver_mode is GPU, but this confnet has no GPU backend yet: "
-                        "running on the CPU")
 
     def resolve(self, path):
         """A path from the solver file: as given, else relative to the solver's folder."""
@@ -197,11 +197,9 @@ class Solver:
                     self.test_all()
                 if self.requested_stop:
                     break
-            loss = sum(self.net.forward_backward() for _ in range(p.iter_size)) / p.iter_size
-            if not math.isfinite(loss):
-                raise ConfnetError(self._non_finite_message(loss))
-            self.losses.append(loss)
+            loss = self._forward_backward()
             if p.display and self.iter % p.display == 0:
+                self._read_device_losses()
                 self._display(sum(self.losses) / len(self.losses), clock.lap(self.iter))
             self.apply_update()
             self.iter += 1
@@ -211,22 +209,57 @@ class Solver:
                 self.requested_snapshot = False
                 with clock.paused():
                     self.snapshot()
+        self._read_device_losses()
         return sum(self.losses) / len(self.losses) if self.losses else None
 
-    def _non_finite_message(self, loss):
+    def _forward_backward(self):
+        """iter_size forward/backward passes; the iteration's mean loss. On the device the
+        loss stays there (returns None): it is logged in a device array that
+        ``_read_device_losses`` copies back in one transfer, at display iterations or when full,
+        so an iteration copies nothing back but what the user asked to see."""
+        p = self.param
+        if gpu.current() is None:
+            loss = sum(self.net.forward_backward() for _ in range(p.iter_size)) / p.iter_size
+            self._check_finite(loss, self.iter)
+            self.losses.append(loss)
+            return loss
+        if self._device_losses is None:
+            self._device_losses = _DeviceLosses(max(p.display, 1) if p.display else 100)
+        slot = self._device_losses.start(self.iter)
+        for _ in range(p.iter_size):
+            self.net.forward_backward(read_loss=False)
+            self._device_losses.add(slot, self.net.device_loss, 1.0 / p.iter_size)
+        if self._device_losses.full:
+            self._read_device_losses()
+        return None
+
+    def _read_device_losses(self):
+        if self._device_losses is None:
+            return
+        for it, loss in self._device_losses.read():
+            self._check_finite(loss, it)
+            self.losses.append(loss)
+
+    def _check_finite(self, loss, iteration):
+        if not math.isfinite(loss):
+            raise ConfnetError(self._non_finite_message(loss, iteration))
+
+    def _non_finite_message(self, loss, iteration):
         """Where a nan/inf loss comes from: the first layer, in forward order, whose output is
-        not finite (an in-place layer shows as the layer that first wrote its blob)."""
-        head = f"iteration {self.iter}: the loss is {loss}"
+        not finite (an in-place layer shows as the layer that first wrote its blob). On the
+        device the loss is read at display iterations, so the net may be a few iterations past
+        the one named."""
+        head = f"iteration {iteration}: the loss is {loss}"
         hint = f"lower base_lr (now {self.param.base_lr:g}) or set clip_gradients"
         for layer, bottoms, tops in zip(self.net.layers, self.net.bottom_ids, self.net.top_ids):
-            bad = [t for t in tops if not np.isfinite(self.net.blobs[t].data).all()]
+            bad = [t for t in tops if not np.isfinite(self.net.blobs[t].cpu_data).all()]
             if not bad:
                 continue
             where = (f"{head}; layer '{layer.name}' ({layer.type_name}) is the first to output "
                      f"non-finite values, in top '{bad[0]}'")
             if not bottoms:
                 return f"{where}: the input data holds nan or inf values; check the database"
-            if any(not np.isfinite(b.data).all() for b in layer.blobs):
+            if any(not np.isfinite(b.cpu_data).all() for b in layer.blobs):
                 return f"{where}, and its parameters are not finite: training diverged; {hint}"
             return f"{where} from finite inputs: training diverged or overflowed; {hint}"
         return f"{head}; {hint}"
@@ -240,7 +273,7 @@ class Solver:
         for name in self.net.outputs:
             blob = self.net.blobs[name]
             weight = self._loss_weight(self.net, name)
-            for value in blob.data.reshape(-1):
+            for value in blob.cpu_data.reshape(-1):
                 suffix = f" (* {weight:g} = {weight * value:g} loss)" if weight else ""
                 log.info("    Train net output #%d: %s = %g%s", index, name, value, suffix)
                 index += 1
@@ -273,7 +306,7 @@ class Solver:
                 return None
             loss += net.forward_loss()
             for name in net.outputs:
-                sums[name] = sums.get(name, 0) + net.blobs[name].data.astype(np.float64)
+                sums[name] = sums.get(name, 0) + net.blobs[name].cpu_data.astype(np.float64)
         if self.param.test_compute_loss:
             log.info("Test loss: %g", loss / iters)
         scores, k = {}, 0
@@ -315,35 +348,43 @@ class Solver:
         self.clip_gradients()
         for i, blob in enumerate(self.net.learnable_params):
             if self.param.iter_size > 1:
-                blob.diff[...] *= 1.0 / self.param.iter_size
+                blob.scale_diff(1.0 / self.param.iter_size)
             self.regularize(i)
-            self.compute_update(i, rate)
-            blob.data[...] -= blob.diff
+            if blob.on_device:
+                self.compute_update_gpu(i, blob, rate)
+            else:
+                self.compute_update(i, rate)
+            blob.update()
 
     def clip_gradients(self):
         limit = self.param.clip_gradients
         if limit < 0:
             return
         params = self.net.learnable_params
-        norm = float(np.sqrt(sum(float(np.vdot(p.diff, p.diff)) for p in params)))
+        norm = float(np.sqrt(sum(p.sumsq_diff() for p in params)))
         if norm > limit:
             log.info("Gradient clipping: scaling down gradients (L2 norm %g > %g) by scale "
                      "factor %g", norm, limit, limit / norm)
             for p in params:
-                p.diff[...] *= limit / norm
+                p.scale_diff(limit / norm)
 
     def regularize(self, i):
         decay = self.param.weight_decay * self.net.params_weight_decay[i]
         if not decay:
             return
         blob = self.net.learnable_params[i]
-        if self.param.regularization_type == "L2":
-            blob.diff[...] += decay * blob.data
-        else:
-            blob.diff[...] += decay * np.sign(blob.data)
+        blob.add_to_diff(decay, "data" if self.param.regularization_type == "L2" else "sign")
 
     def compute_update(self, i, rate):
         raise NotImplementedError
+
+    def compute_update_gpu(self, i, blob, rate):
+        """The device update; an optimizer without one runs its host update on copies."""
+        if type(self).__name__ not in _host_updates:
+            _host_updates.add(type(self).__name__)
+            log.warning("%s has no device update yet: its update runs on the host, with a "
+                        "copy of every parameter each way", type(self).__name__)
+        self.compute_update(i, rate)
 
     # -- snapshots -----------------------------------------------------------------------------
     def snapshot_prefix(self):
@@ -377,7 +418,7 @@ class Solver:
                                current_step=current_step(self.param, self.iter),
                                rng_state=rng.get_state())
         for h in self.history:
-            state.history.append(io.array_to_blob(h))
+            state.history.append(io.array_to_blob(h.cpu_data))
         for layer in self.net.data_layers:
             position, layer_rng = layer.cursor_state()
             state.data_cursor.add(layer=layer.name, position=position, rng_state=layer_rng)
@@ -398,10 +439,10 @@ class Solver:
             self.net.copy_from(self._find_learned_net(state.learned_net, path))
         for h, blob in zip(self.history, state.history):
             saved = io.blob_to_array(blob)
-            if saved.size != h.size:
+            if saved.size != h.count:
                 raise ConfnetError(f"{path}: history blob of shape {saved.shape} for a "
                                    f"parameter of shape {h.shape}")
-            h[...] = saved.reshape(h.shape)
+            h.set_data(saved.reshape(h.shape))
         self.iter = state.iter
         if state.rng_state:
             rng.set_state(state.rng_state)
@@ -418,6 +459,43 @@ class Solver:
         if os.path.exists(beside):
             return beside
         raise ConfnetError(f"{state_path}: its weights file '{model}' does not exist")
+
+
+_host_updates = set()   # optimizers already reported as updating on the host
+
+
+class _DeviceLosses:
+    """Per-iteration losses kept in a device array of ``size`` slots, read back in one copy."""
+
+    def __init__(self, size):
+        self.blob = Blob((size,), name="iteration losses")
+        self.iterations = []   # the iteration of each filled slot, in order
+
+    @property
+    def full(self):
+        return len(self.iterations) == self.blob.count
+
+    def start(self, iteration):
+        """A zeroed slot for ``iteration``'s loss; returns its device pointer."""
+        backend = gpu.current()
+        ptr = self.blob.mutable_gpu_data + 4 * len(self.iterations)
+        backend.memset_d32(ptr, 0, 1)
+        self.iterations.append(iteration)
+        return ptr
+
+    def add(self, slot, loss_blob, scale):
+        from ..gpu import blas
+        blas.axpy(1, np.float32(scale), loss_blob.gpu_data, slot)
+
+    def read(self):
+        """[(iteration, loss)] of the filled slots, which are then free again."""
+        if not self.iterations:
+            return []
+        values = np.zeros(len(self.iterations), np.float32)
+        gpu.current().dtoh(values, self.blob.gpu_data)
+        pairs = list(zip(self.iterations, (float(v) for v in values)))
+        self.iterations = []
+        return pairs
 
 
 class _Speedometer:

@@ -83,7 +83,7 @@ def test_three_steps_match_hand_computation(kind):
     # Caffe's layout: the first blob of every parameter, then the second blob of every parameter.
     expected = [state[i][name] for name in names for i in range(2)]
     assert len(solver2.history) == len(expected)
-    for h, x in zip(solver2.history, expected):
+    for h, x in zip((h.data for h in solver2.history), expected):
         assert h.shape == x.shape and h.dtype == np.float32
         np.testing.assert_allclose(h, x, rtol=1e-5, atol=1e-7)
 
@@ -120,7 +120,7 @@ def test_adam_resume_matches_straight_run(tmp_path):
     assert state.iter == 2
     shapes = [list(io.blob_to_array(b).shape) for b in state.history]
     assert shapes == [[2, 3], [2], [2, 3], [2]]   # m of weight and bias, then their v, as Caffe
-    np.testing.assert_array_equal(io.blob_to_array(state.history[3]), first.history[3])
+    np.testing.assert_array_equal(io.blob_to_array(state.history[3]), first.history[3].data)
 
     resumed, _ = make_solver(settings, "step")
     resumed.restore(str(tmp_path / "adam_iter_2.solverstate"))
@@ -129,4 +129,4 @@ def test_adam_resume_matches_straight_run(tmp_path):
     for a, b in zip(straight.net.learnable_params, resumed.net.learnable_params):
         np.testing.assert_array_equal(a.data, b.data)
     for a, b in zip(straight.history, resumed.history):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a.data, b.data)

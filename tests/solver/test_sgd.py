@@ -27,7 +27,7 @@ def test_two_sgd_steps_match_hand_computation():
     solver2.step(2)
     for p, x in zip(net2.learnable_params, w):
         np.testing.assert_allclose(p.data, x, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(solver2.history[0], v[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(solver2.history[0].data, v[0], rtol=1e-5, atol=1e-6)
 
 
 def test_iter_size_averages_gradients():
