@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import gpu
 from .layers.input import Input
 
 
@@ -47,9 +48,9 @@ def fill_inputs(net, seed=0):
             blob = net.blobs[name]
             if "label" in name.lower():
                 classes = _classes_for(net, name)
-                blob.data[...] = g.integers(0, max(classes, 1), blob.shape)
+                blob.set_data(g.integers(0, max(classes, 1), blob.shape))
             else:
-                blob.data[...] = g.standard_normal(blob.shape)
+                blob.set_data(g.standard_normal(blob.shape))
 
 
 def _classes_for(net, label):
@@ -83,45 +84,48 @@ def time_net(net, iterations=50, clock=time.perf_counter):
                 timing.backward.append(backward[i])
     for timing, tops in zip(layers, net.top_ids):
         timing.top_shapes = [net.blobs[t].shape for t in tops]
-    unique = {id(b): b.data.nbytes for b in net.blobs.values()}
-    unique.update((id(b), b.data.nbytes) for b in net.learnable_params)
+    unique = {id(b): _nbytes(b) for b in net.blobs.values()}
+    unique.update((id(b), _nbytes(b)) for b in net.learnable_params)
     return Timing(net.name, iterations, layers, sum(unique.values()))
 
 
-def _io(net, i):
-    return [net.blobs[n] for n in net.bottom_ids[i]], [net.blobs[n] for n in net.top_ids[i]]
+def _timed(step, clock):
+    """Seconds ``step`` takes; on a device, from the moment the queue is empty to the moment the
+    step's kernels have finished (the emulator runs kernels synchronously: host time)."""
+    backend = gpu.current()
+    if backend is not None:
+        backend.synchronize()
+    start = clock()
+    step()
+    if backend is not None:
+        backend.synchronize()
+    return clock() - start
 
 
 def _run_forward(net, clock):
-    times = []
-    for i, layer in enumerate(net.layers):
-        bottom, top = _io(net, i)
-        start = clock()
-        layer.reshape(bottom, top)
-        layer.forward(bottom, top)
-        times.append(clock() - start)
-    return times
+    return [_timed(lambda: net.forward_layer(i), clock) for i in range(len(net.layers))]
 
 
 def _run_backward(net, clock):
     for name in net.outputs:
-        net.blobs[name].diff[...] = 1.0
+        net.blobs[name].set_diff(1.0)
     for layer, tops in zip(net.layers, net.top_ids):
         for name, weight in zip(tops, layer.loss_weights):
             if weight:
-                net.blobs[name].diff[...] = weight
+                net.blobs[name].set_diff(weight)
     times = [0.0] * len(net.layers)
     for i in reversed(range(len(net.layers))):
         if net.layer_need_backward[i]:
-            bottom, top = _io(net, i)
-            start = clock()
-            net.layers[i].backward(top, net.bottom_need_backward[i], bottom)
-            times[i] = clock() - start
+            times[i] = _timed(lambda: net.backward_layer(i), clock)
     return times
 
 
+def _nbytes(blob):
+    return blob.count * blob.dtype.itemsize
+
+
 def _layer_bytes(net, layer, tops):
-    return sum(net.blobs[t].data.nbytes for t in tops) + sum(b.data.nbytes for b in layer.blobs)
+    return sum(_nbytes(net.blobs[t]) for t in tops) + sum(_nbytes(b) for b in layer.blobs)
 
 
 def _stat(values, use_mean):
