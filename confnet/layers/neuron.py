@@ -32,10 +32,13 @@ class ReLU(Neuron):
     """
 
     params = ("relu_param",)
+    has_gpu = True
+    kernels = "neuron.cu"
 
     def layer_setup(self, bottom, top):
         self.slope = float(self.param.relu_param.negative_slope)
         self.positive = None
+        self.mask = None   # device: the mask x > 0 of an in-place ReLU with a negative slope
 
     def forward_cpu(self, bottom, top):
         x = bottom[0].data
@@ -55,6 +58,23 @@ class ReLU(Neuron):
                 np.multiply(dy, positive, out=bottom[0].diff)
             else:
                 bottom[0].diff[...] = np.where(positive, dy, dy * self.slope)
+
+    def forward_gpu(self, bottom, top):
+        x = bottom[0]
+        # In place with a negative slope, y no longer tells the sign of x: keep the mask x > 0.
+        if self.slope < 0 and x is top[0]:
+            if self.mask is None:
+                self.mask = self.new_blob()
+            self.mask.reshape_like(x)
+        self.launch_1d("relu_forward", x.count, x.gpu_data, top[0].mutable_gpu_data,
+                       np.float32(self.slope),
+                       self.mask.mutable_gpu_data if self.mask is not None else 0)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            sign = self.mask if self.mask is not None else bottom[0]
+            self.launch_1d("relu_backward", bottom[0].count, top[0].gpu_diff, sign.gpu_data,
+                           bottom[0].mutable_gpu_diff, np.float32(self.slope))
 
 
 @register_layer("Sigmoid")

@@ -47,6 +47,8 @@ class Pooling(Layer):
     params = ("pooling_param",)
     num_bottom = 1
     min_top, max_top = 1, 2
+    has_gpu = True
+    kernels = "pooling.cu"
 
     def layer_setup(self, bottom, top):
         p = self.param.pooling_param
@@ -71,6 +73,8 @@ class Pooling(Layer):
         self.round_mode = p.round_mode
         self._kept = Scratch()  # MAX: the winner masks forward keeps for backward
         self._ave_geometry = None
+        # MAX on the device: the index h * W + w of each window's winner, for backward.
+        self.argmax = self.new_blob(dtype=np.int32) if self.method == MAX else None
 
     def _pair(self, p, hw, field, default):
         """(h, w) from ``field`` or from the ``<hw>_h``/``<hw>_w`` pair (not both)."""
@@ -108,6 +112,8 @@ class Pooling(Layer):
                                for (size, k, pd, s), o in zip(axes, self.out))
         for blob in top:
             blob.reshape(shape[:2] + self.out)
+        if self.argmax is not None:
+            self.argmax.reshape(top[0].shape)
         self.batch = shape[0]
         # The windows tile the input exactly (LeNet's 2 x 2, stride 2): each cell is in one.
         self.tiles = self.stride == tuple(self.kernel) and not any(self.pad + self.pad_after)
@@ -248,6 +254,33 @@ class Pooling(Layer):
         rows = np.arange(self.out[0])[:, None] * sh - ph + offset // kw
         cols = np.arange(self.out[1]) * sw - pw + offset % kw
         return rows * width + cols
+
+    # -- device ------------------------------------------------------------------------------------
+    def _geometry(self, x):
+        """The kernels' shape arguments: height, width, pooled_h, pooled_w, kernel, stride, pad."""
+        values = (*x.shape[2:], *self.out, *self.kernel, *self.stride, *self.pad)
+        return tuple(np.int32(v) for v in values)
+
+    def forward_gpu(self, bottom, top):
+        x, y = bottom[0], top[0]
+        if self.method == MAX:
+            self.launch_1d("pooling_forward_max", y.count, x.gpu_data, *self._geometry(x),
+                           y.mutable_gpu_data, self.argmax.mutable_gpu_data,
+                           top[1].mutable_gpu_data if len(top) > 1 else 0)
+        else:
+            self.launch_1d("pooling_forward_ave", y.count, x.gpu_data, *self._geometry(x),
+                           y.mutable_gpu_data)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        x, dy = bottom[0], top[0].gpu_diff
+        if self.method == MAX:
+            self.launch_1d("pooling_backward_max", x.count, dy, self.argmax.gpu_data,
+                           *self._geometry(x), x.mutable_gpu_diff)
+        else:
+            self.launch_1d("pooling_backward_ave", x.count, dy, *self._geometry(x),
+                           x.mutable_gpu_diff)
 
     def _forward_ave(self, x, y):
         if self.window_matrices is not None:

@@ -18,6 +18,7 @@ from .base import Layer
 class PrefetchingLayer(Layer):
     num_bottom = 0
     min_top, max_top = 1, 2
+    has_gpu = True   # forward_gpu: one host -> device copy per top; no kernels
 
     def start_prefetch(self, prefetcher, top):
         self.prefetcher = prefetcher
@@ -43,6 +44,16 @@ class PrefetchingLayer(Layer):
         if len(top) > 1:
             top[1].reshape(label.shape)
             top[1].data[...] = label
+
+    def forward_gpu(self, bottom, top):
+        """The batch straight from the prefetcher's array into each device top (``set_data``
+        copies host -> device once, without touching the top's host side)."""
+        data, label = self.call(self.prefetcher.next_batch)
+        top[0].reshape(data.shape)
+        top[0].set_data(data)
+        if len(top) > 1:
+            top[1].reshape(label.shape)
+            top[1].set_data(label)
 
     def cursor_state(self):
         """(read position, JSON of the random state and ``extra_state()``) of the next batch."""

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..gpu.launch import blocks_for
 from .base import Layer
 from .registry import register_layer
 
@@ -22,6 +23,31 @@ def softmax_backward(y, dy):
     return (dy - (dy * y).sum(axis=1, keepdims=True)) * y
 
 
+# The *_rows kernels (inner == 1) give each row one warp: 8 rows per block of 256 threads.
+_ROWS_PER_BLOCK = 8
+
+
+def _launch_softmax(layer, kernel, dims, *pointers):
+    """``kernel`` (or its one-warp-per-row variant when inner == 1) of cuda/softmax.cu over the
+    (outer, channels, inner) positions of ``dims``."""
+    outer, channels, inner = dims
+    if inner == 1:
+        layer.launch(f"{kernel}_rows", blocks_for(outer, _ROWS_PER_BLOCK), 32 * _ROWS_PER_BLOCK,
+                     np.int32(outer), *pointers, np.int32(channels))
+    else:
+        layer.launch_1d(kernel, outer * inner, *pointers, np.int32(channels), np.int32(inner))
+
+
+def softmax_gpu(layer, dims, x, y):
+    """y = softmax(x) on the device, over the channels of ``dims`` = (outer, channels, inner)."""
+    _launch_softmax(layer, "softmax_forward", dims, x, y)
+
+
+def softmax_backward_gpu(layer, dims, y, dy, dx):
+    """dx = (dy - sum_c dy * y) * y on the device (dx may be dy)."""
+    _launch_softmax(layer, "softmax_backward", dims, y, dy, dx)
+
+
 @register_layer("Softmax")
 class Softmax(Layer):
     """y[.., c, ..] = exp(x[.., c, ..]) / sum_k exp(x[.., k, ..]), over softmax_param.axis.
@@ -32,6 +58,8 @@ class Softmax(Layer):
 
     params = ("softmax_param",)
     num_bottom = num_top = 1
+    has_gpu = True
+    kernels = "softmax.cu"
 
     def reshape(self, bottom, top):
         self.axis = bottom[0].canonical_axis(self.param.softmax_param.axis)
@@ -46,3 +74,11 @@ class Softmax(Layer):
         if propagate_down[0]:
             dx = softmax_backward(top[0].data.reshape(self.dims), top[0].diff.reshape(self.dims))
             bottom[0].diff[...] = dx.reshape(bottom[0].shape)
+
+    def forward_gpu(self, bottom, top):
+        softmax_gpu(self, self.dims, bottom[0].gpu_data, top[0].mutable_gpu_data)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            softmax_backward_gpu(self, self.dims, top[0].gpu_data, top[0].gpu_diff,
+                                 bottom[0].mutable_gpu_diff)

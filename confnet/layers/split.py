@@ -15,6 +15,8 @@ class Split(Layer):
 
     num_bottom = 1
     min_top = 1
+    has_gpu = True
+    kernels = "split.cu"
 
     def reshape(self, bottom, top):
         for blob in top:
@@ -31,3 +33,18 @@ class Split(Layer):
             diff[...] = top[0].diff
             for blob in top[1:]:
                 diff += blob.diff
+
+    def forward_gpu(self, bottom, top):
+        """Nothing to compute: the tops share the bottom's device memory too."""
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        x = bottom[0]
+        if len(top) == 1:
+            x.copy_from(top[0], diff=True)
+            return
+        self.launch_1d("split_backward", x.count, top[0].gpu_diff, top[1].gpu_diff,
+                       x.mutable_gpu_diff)
+        for blob in top[2:]:
+            self.launch_1d("split_backward_add", x.count, blob.gpu_diff, x.mutable_gpu_diff)

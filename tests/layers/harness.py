@@ -12,9 +12,23 @@ dL/dtop_t = R_t; it compares the analytic gradient of every bottom (except those
 ``no_grad``) and every parameter blob with (L(x + h) - L(x - h)) / 2h on a sample of elements.
 The global RNG is re-seeded before every forward, so random layers (Dropout) draw the same
 numbers each time.
+
+``check_layer_gpu`` adds the device: the layer's GPU path against its CPU path in float32, on the
+CUDA emulator in its three thread orders, and on a real GPU for ``device=0`` (``DEVICES``
+parametrizes a test over both; the GPU case carries the ``gpu`` marker and skips without one):
+
+    @pytest.mark.parametrize("device", DEVICES)
+    def test_relu_gpu(device):
+        check_layer_gpu('type: "ReLU"', [RNG.normal(size=(3, 5, 7))], device=device)
 """
 
+import contextlib
+import functools
+import os
+import shutil
+
 import numpy as np
+import pytest
 from google.protobuf import text_format
 
 from confnet import rng
@@ -145,3 +159,91 @@ def layer_text(layer_type, param_field, **settings):
     e.g. layer_text("Convolution", "convolution_param", num_output=4, kernel_size=3)."""
     fields = " ".join(f"{k}: {v}" for k, v in settings.items())
     return f'type: "{layer_type}" {param_field} {{ {fields} }}'
+
+
+# -- the device dimension --------------------------------------------------------------------------
+# A layer's GPU path is checked against its own CPU path in float32: the emulator runs it in each
+# of its thread orders (a kernel that depends on the order of threads between barriers fails in
+# one of them); the same check runs on a real GPU under the ``gpu`` marker.
+
+DEVICES = ["emu", pytest.param(0, marks=pytest.mark.gpu, id="gpu0")]
+
+
+def device_backend(device):
+    """The backend for ``device`` ("emu" or a GPU id), or a pytest skip naming what is missing."""
+    from confnet import gpu
+    from confnet.errors import ConfnetError
+    if device == "emu" and shutil.which(os.environ.get("CXX", "g++")) is None:
+        pytest.skip("the CUDA emulator needs g++ (or $CXX), which is not on PATH")
+    try:
+        return gpu.get(device)
+    except (ConfnetError, ImportError, OSError) as e:
+        pytest.skip(f"device {device!r} is not available: {e}")
+
+
+@contextlib.contextmanager
+def running_on(device, order=None):
+    """Run on ``device`` (with emulator thread ``order``) inside the block, then on the CPU."""
+    from confnet import gpu
+    backend = gpu.use(device)
+    saved = getattr(backend, "order", None)
+    if order is not None:
+        backend.order = order
+    try:
+        yield backend
+    finally:
+        gpu.use(None)
+        if order is not None:
+            backend.order = saved
+
+
+def check_layer_gpu(text, bottoms, *, device="emu", phase=TRAIN, num_top=1, no_grad=(),
+                    backward=True, in_place=False, rtol=1e-5, atol=1e-6, seed=0):
+    """Run the layer on float32 ``bottoms`` on the CPU and on ``device`` (in every emulator
+    thread order), from the same parameters and random draws, and compare the tops, the diffs
+    of the bottoms not in ``no_grad`` and the parameter diffs. ``in_place``: top 0 is bottom 0.
+    On the device, forward and backward must copy nothing back to the host.
+    Returns the CPU run's results (a dict of name -> array)."""
+    device_backend(device)
+    run = functools.partial(_run_float32, text, bottoms, phase, num_top, no_grad, backward,
+                            in_place, seed)
+    want = run()
+    for order in ("forward", "reverse", "random") if device == "emu" else (None,):
+        with running_on(device, order) as backend:
+            got = run(backend)
+        assert got.keys() == want.keys()
+        for name, value in want.items():
+            np.testing.assert_allclose(got[name], value, rtol=rtol, atol=atol,
+                                       err_msg=f"{name} on {backend.describe()}")
+    return want
+
+
+def _run_float32(text, bottoms, phase, num_top, no_grad, backward, in_place, seed, backend=None):
+    """One forward (and backward, from fixed random top diffs) of a fresh float32 layer on
+    ``backend`` (in use) or the CPU (None); the results as host arrays."""
+    layer = make_layer(text, phase, np.float32)
+    bottom = make_blobs(bottoms, np.float32)
+    top = [bottom[0]] if in_place else []
+    top += [Blob((), np.float32, f"t{i}") for i in range(len(top), num_top)]
+    rng.seed(seed)
+    layer.setup(bottom, top)
+    for blob in layer.blobs:
+        blob.zero_diff()
+    if backend is not None:
+        backend.copies.reset()
+    run_forward(layer, bottom, top, seed)
+    propagate = [backward and i not in no_grad for i in range(len(bottom))]
+    if backward:
+        checker = np.random.default_rng(seed + 1)
+        for t in top:
+            t.set_diff(checker.normal(size=t.shape).astype(np.float32))
+        layer.backward(top, propagate, bottom)
+    if backend is not None:
+        assert backend.copies.dtoh == 0, (
+            f"the device run copied back to the host: {backend.copies}")
+    out = {f"top {i} data": t.cpu_data.copy() for i, t in enumerate(top)}
+    out.update({f"bottom {i} diff": b.cpu_diff.copy()
+                for i, b in enumerate(bottom) if propagate[i]})
+    if backward:
+        out.update({f"param {i} diff": b.cpu_diff.copy() for i, b in enumerate(layer.blobs)})
+    return out

@@ -3,7 +3,16 @@ import pytest
 
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    device_backend,
+    make_blobs,
+    make_layer,
+    running_on,
+)
 
 
 def expected_accuracy(x, labels, top_k, classes_axis=1, ignore=None):
@@ -80,3 +89,31 @@ def test_label_out_of_range():
     layer.setup(bottom, top)
     with pytest.raises(ConfnetError, match="layer 'acc'.*label 3 at index \\(1,\\)"):
         layer.forward(bottom, top)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape, axis, settings, num_top", [
+    ((37, 6), 1, "top_k: 1", 2),
+    ((29, 7), 1, "top_k: 3 ignore_label: 4", 2),
+    ((3, 5, 7), 1, "ignore_label: 0", 1),   # inner > 1
+    ((2, 3, 4, 5), 3, "top_k: 2", 2),       # classes last
+])
+def test_gpu(device, shape, axis, settings, num_top):
+    labels = RNG.integers(0, shape[axis], size=shape[:axis] + shape[axis + 1:])
+    x = RNG.normal(size=shape)
+    x[0, ...] = 0.5   # ties in image 0: they count against the label on both sides
+    check_layer_gpu(f'type: "Accuracy" accuracy_param {{ axis: {axis} {settings} }}',
+                    [x, labels.astype(float)], device=device, num_top=num_top, backward=False,
+                    rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_label_out_of_range_reads_nan(device):
+    # The device cannot raise the CPU's error without a copy back: the accuracy becomes NaN.
+    device_backend(device)
+    layer = make_layer('type: "Accuracy"', dtype=np.float32)
+    bottom, top = make_blobs([RNG.normal(size=(2, 3)), [1.0, 3.0]], np.float32), [Blob()]
+    with running_on(device):
+        layer.setup(bottom, top)
+        layer.forward(bottom, top)
+        assert np.isnan(top[0].cpu_data)

@@ -8,7 +8,7 @@ from confnet.data.datum import array_to_datum, datum_key
 from confnet.data.lmdb_io import LMDBWriter
 from confnet.errors import ConfnetError
 from confnet.layers import TEST, TRAIN
-from tests.layers.harness import make_layer
+from tests.layers.harness import DEVICES, device_backend, make_layer, running_on
 
 
 @pytest.fixture
@@ -21,10 +21,10 @@ def db(tmp_path):
     return str(tmp_path / "db"), images.astype(np.float64)
 
 
-def data_layer(source, extra="", phase=TEST, batch=3):
+def data_layer(source, extra="", phase=TEST, batch=3, dtype=np.float64):
     layer = make_layer(f'type: "Data" top: "data" top: "label" {extra} '
                        f'data_param {{ source: "{source}" batch_size: {batch} backend: LMDB }}',
-                       phase)
+                       phase, dtype)
     top = [Blob(), Blob()]
     layer.setup([], top)
     return layer, top
@@ -43,6 +43,22 @@ def test_batches_cycle_through_the_db_with_center_crop_mean_and_scale(db):
         want = (images[idx][:, :, 1:4, 1:4] - mean) * 0.5   # centre crop: offsets (1, 1)
         np.testing.assert_allclose(top[0].data, want, rtol=1e-6)
         np.testing.assert_array_equal(top[1].data, [i % 4 for i in idx])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_tops_get_the_batch_in_one_copy_each(db, device):
+    device_backend(device)
+    source, _ = db
+    cpu_layer, cpu_top = data_layer(source, "transform_param { scale: 0.5 }", dtype=np.float32)
+    layer, top = data_layer(source, "transform_param { scale: 0.5 }", dtype=np.float32)
+    with running_on(device) as backend:
+        for _ in range(3):   # the third batch wraps around the end of the db
+            cpu_layer.forward_cpu([], cpu_top)
+            backend.copies.reset()
+            layer.forward([], top)
+            assert (backend.copies.htod, backend.copies.dtoh) == (2, 0), backend.copies
+            for blob, want in zip(top, cpu_top):
+                np.testing.assert_array_equal(blob.cpu_data, want.cpu_data)
 
 
 def test_train_mirror_flips_some_images(db):

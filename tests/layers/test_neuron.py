@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, away_from, check_in_place, check_layer, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    away_from,
+    check_in_place,
+    check_layer,
+    check_layer_gpu,
+    make_layer,
+)
 
 
 def test_relu():
@@ -14,6 +22,17 @@ def test_relu_leaky():
     x = away_from(RNG.normal(size=(3, 7)), [0.0])
     check_layer('type: "ReLU" relu_param { negative_slope: 0.25 engine: CAFFE }', [x],
                 [np.maximum(x, 0) + 0.25 * np.minimum(x, 0)])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("slope, in_place", [(0.0, False), (0.25, False), (0.0, True),
+                                             (-0.5, True)])
+def test_relu_gpu(device, slope, in_place):
+    # Exact zeros included: the device path must give them the slope too.
+    x = RNG.normal(size=(3, 5, 7))
+    x[0, 0, :3] = 0
+    check_layer_gpu(f'type: "ReLU" relu_param {{ negative_slope: {slope} }}', [x],
+                    device=device, in_place=in_place, rtol=0, atol=0)
 
 
 def test_relu_gradient_at_zero_takes_the_slope():

@@ -3,7 +3,14 @@ import pytest
 
 from confnet.errors import ConfnetError
 from confnet.layers import pooling
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    make_blobs,
+    make_layer,
+)
 
 
 def distinct(shape, scale=0.1, shift=0.0):
@@ -36,8 +43,8 @@ def pool_text(method, fields):
     return f'type: "Pooling" pooling_param {{ pool: {method} {fields} }}'
 
 
-@pytest.mark.parametrize("method", ["MAX", "AVE"])
-@pytest.mark.parametrize("shape, settings, kernel, stride, pad, out", [
+# (shape, settings, kernel, stride, pad, pooled size), the last three given by hand.
+GEOMETRIES = [
     # LeNet: 2 x 2, stride 2, no overhang.
     ((2, 3, 8, 6), "kernel_size: 2 stride: 2", (2, 2), (2, 2), (0, 0), (4, 3)),
     # Ceil rounding: the last 3-wide window starts at 4 of 6 and hangs over by one.
@@ -49,7 +56,11 @@ def pool_text(method, fields):
     # Rectangular everything.
     ((1, 3, 9, 8), "kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 1 pad_h: 1 pad_w: 0",
      (3, 2), (2, 1), (1, 0), (5, 7)),
-])
+]
+
+
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+@pytest.mark.parametrize("shape, settings, kernel, stride, pad, out", GEOMETRIES)
 def test_pool(method, shape, settings, kernel, stride, pad, out):
     # All negative: a MAX that let a padded cell (0) win would fail.
     x = distinct(shape, shift=-1000.0)
@@ -82,6 +93,24 @@ def test_global_pooling(method):
     x = distinct((2, 3, 5, 4))
     y, _ = reference_pool(x, method, (5, 4), (1, 1), (0, 0), (1, 1))
     check_layer(pool_text(method, "global_pooling: true"), [x], [y])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+@pytest.mark.parametrize("settings", [g[1] for g in GEOMETRIES] + ["global_pooling: true"])
+def test_pool_gpu(device, method, settings):
+    # Odd sizes: 2 x 3 planes of 9 x 7; MAX also returns its argmax mask as a second top.
+    x = distinct((2, 3, 9, 7), shift=-5.0)
+    check_layer_gpu(pool_text(method, settings), [x], device=device,
+                    num_top=2 if method == "MAX" else 1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_max_ties_gpu(device):
+    # Ties everywhere (a 0/1 grid): the device must pick the same (first) winner as the CPU.
+    x = (RNG.random((2, 3, 7, 8)) < 0.5).astype(float)
+    check_layer_gpu(pool_text("MAX", "kernel_size: 3 stride: 2 pad: 1"), [x], device=device,
+                    num_top=2, rtol=0, atol=0)
 
 
 def test_max_ties_go_to_the_first_cell():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tests.layers.harness import RNG, check_in_place, check_layer
+from tests.layers.harness import DEVICES, RNG, check_in_place, check_layer, check_layer_gpu
 
 
 def softmax_along(x, axis):
@@ -25,3 +25,15 @@ def test_softmax_large_inputs_stay_finite():
 
 def test_softmax_in_place():
     check_in_place('type: "Softmax"', [RNG.normal(size=(3, 4, 2))])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape, axis, in_place", [
+    ((37, 45), 1, False),        # one warp per row: 45 classes wrap over the 32 lanes
+    ((11, 3), -1, True),         # fewer classes than lanes, in place
+    ((3, 5, 7), 1, False),       # inner > 1: one thread per position
+    ((2, 3, 4, 5), 2, True),
+])
+def test_softmax_gpu(device, shape, axis, in_place):
+    check_layer_gpu(f'type: "Softmax" softmax_param {{ axis: {axis} }}',
+                    [RNG.normal(size=shape) * 4], device=device, in_place=in_place)

@@ -3,7 +3,16 @@ import pytest
 
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    device_backend,
+    make_blobs,
+    make_layer,
+    running_on,
+)
 
 
 def expected_loss(x, labels, axis, normalizer, ignore=None):
@@ -96,6 +105,31 @@ def test_every_label_ignored():
                 [0.0], no_grad=(1,))
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape, ignore, normalization, num_top", [
+    ((37, 45), None, "", 1),                               # a warp per row, 45 classes
+    ((13, 10), None, "normalization: FULL", 2),            # with the probability top
+    ((3, 5, 7), 2, "normalization: VALID", 1),             # inner > 1, some ignored
+    ((2, 3, 4, 5), 0, "normalization: BATCH_SIZE", 2),
+    ((3, 4, 5), 1, "normalize: false", 1),
+    ((5, 3), 1, "normalization: NONE", 1),
+])
+def test_gpu(device, shape, ignore, normalization, num_top):
+    labels = labels_for((shape[0],) + shape[2:], shape[1], ignore=ignore)
+    ignore_field = f"ignore_label: {ignore}" if ignore is not None else ""
+    check_layer_gpu(f'type: "SoftmaxWithLoss" loss_param {{ {ignore_field} {normalization} }}',
+                    [RNG.normal(size=shape) * 3, labels], device=device, num_top=num_top,
+                    no_grad=(1,))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_every_label_ignored(device):
+    want = check_layer_gpu('type: "SoftmaxWithLoss" loss_param { ignore_label: 2 }',
+                           [RNG.normal(size=(3, 4)), np.full(3, 2.0)], device=device,
+                           no_grad=(1,))
+    assert want["top 0 data"] == 0 and not want["bottom 0 diff"].any()
+
+
 def setup_loss(labels, scores_shape=(2, 3), name="loss"):
     layer = make_layer('type: "SoftmaxWithLoss"', name=name)
     bottom = make_blobs([RNG.normal(size=scores_shape), labels])
@@ -122,3 +156,15 @@ def test_no_gradient_to_labels():
     assert not layer.allow_force_backward(1)
     with pytest.raises(ConfnetError, match="labels"):
         layer.backward(top, [True, True], bottom)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_label_out_of_range_reads_nan(device):
+    # The device cannot raise the CPU's error without a copy back: the loss becomes NaN.
+    device_backend(device)
+    layer = make_layer('type: "SoftmaxWithLoss"', dtype=np.float32)
+    bottom, top = make_blobs([RNG.normal(size=(2, 3)), [1.0, 3.0]], np.float32), [Blob()]
+    with running_on(device):
+        layer.setup(bottom, top)
+        layer.forward(bottom, top)
+        assert np.isnan(top[0].cpu_data)

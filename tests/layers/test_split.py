@@ -3,7 +3,7 @@ import pytest
 
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import DEVICES, RNG, check_layer, check_layer_gpu, make_blobs, make_layer
 
 
 @pytest.mark.parametrize("tops", [1, 3])
@@ -13,6 +13,14 @@ def test_split(tops):
     for blob in top:
         assert np.shares_memory(blob.data, bottom[0].data)
         assert not np.shares_memory(blob.diff, bottom[0].diff)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("tops", [1, 2, 3])
+def test_split_gpu(device, tops):
+    # The device sums the tops in the CPU's order: the same bits.
+    check_layer_gpu('type: "Split"', [RNG.normal(size=(3, 37))], device=device, num_top=tops,
+                    rtol=0, atol=0)
 
 
 def test_backward_sums_the_tops():
