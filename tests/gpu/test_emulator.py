@@ -7,6 +7,7 @@ build cache), so reruns are fast.
 """
 
 import os
+import re
 import shutil
 
 import numpy as np
@@ -95,3 +96,217 @@ def test_barrier_in_divergent_branch_is_a_deadlock(backends, order):
     assert isinstance(info.value, ConfnetError)
     be.launch(kernel, 2, 64, [128, x])            # every thread reaches it: fine, and no leftovers
     np.testing.assert_array_equal(from_device(be, x, 128), np.r_[[4.0] * 100, [2.0] * 28])
+
+
+def test_atomics(backends):
+    be = backends["random"]
+    n = 1000
+    g = np.random.default_rng(2)
+    label = g.integers(0, 10, n).astype(np.int32)
+    x = g.standard_normal(n).astype(np.float32)
+    hist, total, top, count, xmax = (be.alloc(40), be.alloc(4), be.alloc(4), be.alloc(8),
+                                     be.alloc(4))
+    for ptr, words in ((hist, 10), (total, 1), (top, 1), (count, 2)):
+        be.memset_d32(ptr, 0, words)
+    be.memset_d32(xmax, np.float32(-np.inf).view(np.uint32), 1)
+    be.launch(be.function(CHECK, "atomics_probe"), 3, 128,
+              [n, to_device(be, label), to_device(be, x), hist, total, top, count, xmax])
+    np.testing.assert_array_equal(from_device(be, hist, 10, np.int32), np.bincount(label, None, 10))
+    np.testing.assert_allclose(from_device(be, total, 1), x.sum(dtype=np.float64), rtol=1e-4)
+    assert from_device(be, top, 1, np.int32)[0] == label.max()
+    assert from_device(be, count, 1, np.uint64)[0] == n
+    assert from_device(be, xmax, 1)[0] == x.max()
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_warp_votes_and_barrier_count(backends, order):
+    be = backends[order]
+    n, threads, blocks = 150, 64, 3
+    x = np.random.default_rng(3).standard_normal(n).astype(np.float32)
+    ballot, any_, all_, count = (be.alloc(6 * 4) for _ in range(4))
+    be.launch(be.function(CHECK, "votes_probe"), blocks, threads,
+              [n, to_device(be, x), ballot, any_, all_, count])
+    pred = np.zeros(blocks * threads, bool)
+    pred[:n] = x > 0
+    lanes = pred.reshape(6, 32)
+    expect = (lanes * (1 << np.arange(32, dtype=np.uint64))).sum(1)
+    np.testing.assert_array_equal(from_device(be, ballot, 6, np.uint32), expect)
+    np.testing.assert_array_equal(from_device(be, any_, 6, np.int32), lanes.any(1))
+    np.testing.assert_array_equal(from_device(be, all_, 6, np.int32), lanes.all(1))
+    np.testing.assert_array_equal(from_device(be, count, 3, np.int32),
+                                  pred.reshape(3, 64).sum(1))
+
+
+def tf32(a):
+    """Round float32 to TF32 (10 mantissa bits), to nearest, ties away from zero."""
+    bits = np.ascontiguousarray(a, np.float32).view(np.uint32)
+    return ((bits + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_wmma_tf32_matches_numpy_on_rounded_inputs(backends, order):
+    be = backends[order]
+    g = np.random.default_rng(4)
+    lda, ldb = 11, 9                       # padded leading dimensions
+    a = g.standard_normal((16, lda)).astype(np.float32)        # row-major 16 x 8 in 16 x 11
+    b = g.standard_normal((16, ldb)).astype(np.float32)        # column-major 8 x 16: b[n, k]
+    c = g.standard_normal((16, 16)).astype(np.float32)
+    d = be.alloc(16 * 16 * 4)
+    be.launch(be.function(CHECK, "wmma_tf32_16x16x8"), 1, 32,
+              [to_device(be, a), lda, to_device(be, b), ldb, to_device(be, c), d])
+    got = from_device(be, d, (16, 16)).T                       # stored column-major
+    am, bm = tf32(a[:, :8]).astype(np.float64), tf32(b[:, :8]).T.astype(np.float64)
+    expect = am @ bm + c
+    np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-5)
+    # Without the TF32 rounding the error would be ~1e-3: the rounding is really applied.
+    assert np.abs(a[:, :8].astype(np.float64) @ b[:, :8].T + c - expect).max() > 1e-4
+
+
+def test_wmma_element_order_is_not_a_contract(backends):
+    """A kernel that reads fragment elements by position gets different data per order."""
+    a = np.arange(128, dtype=np.float32)
+    seen = []
+    for order in ("forward", "reverse"):
+        be = backends[order]
+        out = be.alloc(32 * 4)
+        be.launch(be.function(CHECK, "wmma_depends_on_layout"), 1, 32, [to_device(be, a), out])
+        seen.append(from_device(be, out, 32))
+    assert not np.array_equal(seen[0], seen[1])
+
+
+def test_missing_barrier_changes_result_with_thread_order(backends):
+    n = 100
+    x = np.arange(n, dtype=np.float32)
+    results = {}
+    for order, be in backends.items():
+        y = be.alloc(n * 4)
+        be.launch(be.function(os.path.join(HERE, "broken", "missing_barrier.cu"),
+                              "reverse_block"), 2, 64, [n, to_device(be, x), y])
+        results[order] = from_device(be, y, n)
+    assert not np.array_equal(results["forward"], results["reverse"])
+    correct = np.r_[x[:64][::-1], np.r_[x[64:], np.zeros(28, np.float32)][::-1][:36]]
+    assert any(not np.array_equal(r, correct) for r in results.values())
+
+
+@pytest.mark.parametrize("mode,message", [(0, "__trap() called"),
+                                          (1, "invalid memory access (SIGSEGV)"),
+                                          (2, "arithmetic fault, e.g. integer division by zero")])
+def test_runtime_errors_name_block_and_thread(backends, mode, message):
+    from confnet.gpu.emu import EmuKernelError
+    be = backends["forward"]
+    kernel = be.function(CHECK, "fault_probe")
+    words = be.alloc(16)
+    be.memset_d32(words, 0, 4)
+    where = "kernel fault_probe, block (1,0,0), thread (30,0,0): "
+    with pytest.raises(EmuKernelError, match=re.escape(where + message)):
+        be.launch(kernel, 3, 40, [70, mode, words])
+    be.launch(kernel, 3, 40, [1000, mode, words])          # the backend still works
+
+
+def test_launch_argument_checks(backends):
+    be = backends["forward"]
+    kernel = be.function(CHECK, "fault_probe")
+    with pytest.raises(ConfnetError, match="takes 3 arguments, got 2"):
+        be.launch(kernel, 1, 32, [1, 2])
+    with pytest.raises(ConfnetError, match="1 to 1024"):
+        be.launch(kernel, 1, (64, 32), [0, 0, 0])
+    with pytest.raises(ConfnetError, match="sgemm_v9 not found"):
+        be.function(CHECK, "sgemm_v9")
+
+
+def test_order_from_environment(monkeypatch):
+    from confnet.gpu.emu import EmuBackend
+    monkeypatch.setenv("CONFNET_EMU_ORDER", "reverse")
+    assert EmuBackend().order == "reverse"
+    monkeypatch.setenv("CONFNET_EMU_ORDER", "sideways")
+    with pytest.raises(ConfnetError, match="forward, reverse, random"):
+        EmuBackend()
+
+
+def test_build_cache_is_safe_under_concurrent_builds(tmp_path, monkeypatch):
+    """Two builds of one file at once both succeed and leave one library, no temporaries."""
+    import threading
+
+    from confnet.gpu.emu import build
+    monkeypatch.setenv("CONFNET_EMU_CACHE", str(tmp_path / "cache"))
+    cu = tmp_path / "tiny.cu"
+    cu.write_text('extern "C" __global__ void twice(int n, float* x) {\n'
+                  '    int i = blockIdx.x * blockDim.x + threadIdx.x;\n'
+                  '    if (i < n) x[i] *= 2.0f;\n}\n')
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(build(str(cu))))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 2 and results[0] == results[1]
+    assert os.listdir(tmp_path / "cache") == [os.path.basename(results[0][0])]
+    cu.write_text(cu.read_text().replace("2.0f", "3.0f"))     # a new source, a new library
+    assert build(str(cu))[0] != results[0][0]
+
+
+# ---- sanitizer builds: each case runs tests/gpu/emu_driver.py in a subprocess ----------------
+def run_driver(kind, case):
+    """Run one driver case under the sanitizer ``kind``; returns (exit code, stdout + stderr)."""
+    import subprocess
+    import sys
+
+    from confnet.gpu.emu import sanitizer_env
+    try:
+        env = sanitizer_env(kind)
+    except ConfnetError as e:
+        pytest.skip(str(e))
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.dirname(os.path.dirname(HERE))] + env.get("PYTHONPATH", "").split(os.pathsep))
+    done = subprocess.run([sys.executable, os.path.join(HERE, "emu_driver.py"), case], env=env,
+                          capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stdout + done.stderr
+
+
+@pytest.mark.sanitizer
+@pytest.mark.parametrize("kind", ["asan", "tsan"])
+def test_sanitizers_stay_silent_on_a_correct_kernel(kind):
+    """Fiber stack switches are announced to the sanitizers: no false reports."""
+    rc, out = run_driver(kind, "sgemm")
+    assert rc == 0 and "driver: sgemm finished" in out, out[-3000:]
+    assert "Sanitizer" not in out and "runtime error" not in out, out[-3000:]
+
+
+@pytest.mark.sanitizer
+def test_asan_names_out_of_bounds_write_with_block_and_thread():
+    rc, out = run_driver("asan", "oob_write")
+    assert rc != 0 and "driver: oob_write finished" not in out
+    assert "AddressSanitizer: heap-buffer-overflow" in out, out[-3000:]
+    assert "WRITE of size 4" in out and "oob_write.cu:5" in out
+    # Thread 36 of block 1 is i = 100 = n: one float past the end of y.
+    assert ("confnet emu: the error above happened in kernel scale_off_by_one, block (1,0,0), "
+            "thread (36,0,0)") in out
+
+
+@pytest.mark.sanitizer
+def test_ubsan_names_misaligned_float4_load_with_block_and_thread():
+    rc, out = run_driver("asan", "misaligned_float4")
+    assert rc != 0 and "driver: misaligned_float4 finished" not in out
+    assert "misaligned address" in out and "requires 16 byte alignment" in out, out[-3000:]
+    assert "misaligned_float4.cu:7" in out
+    assert ("confnet emu: the error above happened in kernel copy4_at_offset, block (0,0,0), "
+            "thread (0,0,0)") in out
+
+
+@pytest.mark.sanitizer
+def test_tsan_reports_the_race_of_a_missing_barrier():
+    rc, out = run_driver("tsan", "missing_barrier")
+    assert rc != 0 and "driver: missing_barrier finished" not in out
+    assert "ThreadSanitizer: data race" in out, out[-3000:]
+    assert "missing_barrier.cu:" in out and "reverse_block::tile" in out
+    assert "'reverse_block block (0,0,0) thread (" in out          # the fibers' names
+    assert "confnet emu: the error above happened in kernel reverse_block, block (0,0,0)" in out
+
+
+def test_sanitizer_build_refuses_without_its_runtime():
+    from confnet.gpu.emu import EmuBackend
+    if "libasan" in open("/proc/self/maps").read():
+        pytest.skip("this process already runs under ASan")
+    with pytest.raises(ConfnetError, match="python -m confnet.gpu.emu --sanitize asan"):
+        EmuBackend(sanitize="asan")

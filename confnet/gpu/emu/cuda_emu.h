@@ -36,6 +36,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <dlfcn.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -1090,7 +1091,9 @@ struct FaultGuard {
 #if defined(CUEMU_ASAN) || defined(CUEMU_TSAN)
 // Sanitizer reports print the process's threads, not CUDA's: name the block and thread.
 CUEMU_RT void print_where() {
-    if (!rt.in_launch) return;
+    static bool printed = false;
+    if (!rt.in_launch || printed) return;
+    printed = true;
     char buf[512];
     where(buf, sizeof buf);
     std::fprintf(stderr, "confnet emu: the error above happened in %s\n", buf);
@@ -1108,6 +1111,10 @@ CUEMU_RT void install_sanitizer_hooks() {
     __sanitizer_set_death_callback(print_where);
 #if defined(CUEMU_ASAN)
     __asan_set_error_report_callback(on_asan_report);
+    // UBSan's runtime is a separate library with its own copy of the death callback.
+    if (void* ubsan = dlopen("libubsan.so.1", RTLD_NOW | RTLD_NOLOAD))
+        if (void* set = dlsym(ubsan, "__sanitizer_set_death_callback"))
+            reinterpret_cast<void (*)(void (*)())>(set)(print_where);
 #endif
 #endif
 }

@@ -60,3 +60,76 @@ extern "C" __global__ void divergent_barrier(int n, float* x) {
         __syncthreads();
     }
 }
+
+// Atomics: a histogram of labels (int), the float sum, the max (int) and an unsigned long long
+// count, plus a CAS-built float max, all over n elements.
+extern "C" __global__ void atomics_probe(int n, const int* label, const float* x, int* hist,
+                                         float* sum, int* max_label, unsigned long long* count,
+                                         float* max_x) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += blockDim.x * gridDim.x) {
+        atomicAdd(&hist[label[i]], 1);
+        atomicAdd(sum, x[i]);
+        atomicMax(max_label, label[i]);
+        atomicAdd(count, 1ull);
+        int* bits = (int*)max_x;
+        int old = *bits, assumed;
+        do {
+            assumed = old;
+            if (__int_as_float(assumed) >= x[i]) break;
+            old = atomicCAS(bits, assumed, __float_as_int(x[i]));
+        } while (old != assumed);
+    }
+}
+
+// Warp votes and the predicate barriers: per warp the ballot of (x > 0), any, all; per block
+// the number of positive elements through __syncthreads_count.
+extern "C" __global__ void votes_probe(int n, const float* x, unsigned* ballot, int* any, int* all,
+                                       int* block_count) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    int pred = i < n && x[i] > 0.0f;
+    unsigned b = __ballot_sync(0xffffffffu, pred);
+    int a = __any_sync(0xffffffffu, pred), l = __all_sync(0xffffffffu, pred);
+    int c = __syncthreads_count(pred);
+    int warp = i / warpSize;
+    if (threadIdx.x % warpSize == 0) {
+        ballot[warp] = b;
+        any[warp] = a;
+        all[warp] = l;
+    }
+    if (threadIdx.x == 0) block_count[blockIdx.x] = c;
+}
+
+// One warp multiplies a 16x8 A (row-major, lda) by an 8x16 B (column-major, ldb) with TF32
+// tensor-core fragments and adds C (row-major); D is stored column-major.
+extern "C" __global__ void wmma_tf32_16x16x8(const float* a, int lda, const float* b, int ldb,
+                                             const float* c, float* d) {
+    using namespace nvcuda;
+    wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
+    wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major> fb;
+    wmma::fragment<wmma::accumulator, 16, 16, 8, float> acc;
+    wmma::load_matrix_sync(fa, a, lda);
+    wmma::load_matrix_sync(fb, b, ldb);
+    wmma::load_matrix_sync(acc, c, 16, wmma::mem_row_major);
+    for (int t = 0; t < fa.num_elements; ++t) fa.x[t] = wmma::__float_to_tf32(fa.x[t]);
+    wmma::mma_sync(acc, fa, fb, acc);
+    wmma::store_matrix_sync(d, acc, 16, wmma::mem_col_major);
+}
+
+// A kernel that reads fragment elements by position (as if lane 0 held row 0): its result
+// depends on the emulator's element order, which changes with the thread order.
+extern "C" __global__ void wmma_depends_on_layout(const float* a, float* out) {
+    using namespace nvcuda;
+    wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> fa;
+    wmma::load_matrix_sync(fa, a, 8);
+    out[threadIdx.x] = fa.x[0];
+}
+
+// Runtime errors: thread `who` of the grid calls __trap() (mode 0), writes through a null
+// pointer (mode 1) or divides by zero (mode 2).
+extern "C" __global__ void fault_probe(int who, int mode, int* p) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i != who) return;
+    if (mode == 0) __trap();
+    if (mode == 1) *(volatile int*)nullptr = 1;
+    if (mode == 2) p[0] = p[1] / p[2];
+}
