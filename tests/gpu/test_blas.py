@@ -25,7 +25,9 @@ def dev(request):
     device, order = request.param
     device_backend(device)
     with running_on(device, order) as backend:
-        yield Device(backend)
+        device = Device(backend)
+        yield device
+        device.free()
 
 
 class Device:
@@ -33,14 +35,22 @@ class Device:
 
     def __init__(self, backend):
         self.backend = backend
+        self._allocated = []
 
     def put(self, array, offset=0):
         """A device copy of ``array`` (float32) starting ``offset`` floats into its allocation
         (offset 1: a pointer that is 4- but not 16-byte aligned)."""
         array = np.ascontiguousarray(array, np.float32)
-        ptr = self.backend.alloc((array.size + offset) * 4) + 4 * offset
+        base = self.backend.alloc((array.size + offset) * 4)
+        self._allocated.append(base)
+        ptr = base + 4 * offset
         self.backend.htod(ptr, array)
         return ptr
+
+    def free(self):
+        for ptr in self._allocated:
+            self.backend.free(ptr)
+        self._allocated.clear()
 
     def empty(self, n, fill=np.nan):
         """A device array of n floats set to ``fill`` (NaN: a kernel that reads before writing

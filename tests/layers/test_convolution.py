@@ -5,7 +5,15 @@ import pytest
 
 from confnet.errors import ConfnetError
 from confnet.layers import convolution
-from tests.layers.harness import RNG, check_layer, layer_text, make_blobs, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    layer_text,
+    make_blobs,
+    make_layer,
+)
 
 
 def reference_conv(x, w, b, pad, stride, dilation, group=1):
@@ -149,3 +157,55 @@ def test_input_channels_must_not_change():
     layer.setup(make_blobs([np.zeros((1, 2, 5, 5))]), top)
     with pytest.raises(ConfnetError, match="input has 3 channels"):
         layer.reshape(make_blobs([np.zeros((1, 3, 5, 5))]), top)
+
+
+# -- the device path: GPU kernels against the CPU path in float32 ----------------------------
+FILLED = {"weight_filler": '{ type: "gaussian" }', "bias_filler": '{ type: "gaussian" }'}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("settings, shape", [
+    ({"num_output": 4, "kernel_size": 3, "pad": 1, "stride": 2}, (2, 3, 7, 6)),
+    ({"num_output": 3, "kernel_h": 2, "kernel_w": 3, "pad_h": 1, "stride_h": 1,
+      "stride_w": 2}, (2, 2, 6, 9)),
+    ({"num_output": 6, "kernel_size": 3, "group": 2, "dilation": 2, "pad": 1,
+      "bias_term": "false"}, (2, 4, 9, 8)),
+    ({"num_output": 5, "kernel_size": 5}, (3, 1, 12, 11)),   # LeNet's conv1 shape, smaller
+])
+def test_gpu_matches_cpu(device, settings, shape):
+    check_layer_gpu(conv_text(**settings, **FILLED), [RNG.normal(size=shape)], device=device,
+                    rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_several_bottoms_test_phase_and_one_spatial_axis(device):
+    from confnet.layers import TEST
+    x1, x2 = RNG.normal(size=(2, 2, 5, 6)), RNG.normal(size=(2, 2, 5, 6))
+    text = conv_text(num_output=3, kernel_size=3, pad=1, **FILLED)
+    check_layer_gpu(text, [x1, x2], num_top=2, device=device, rtol=2e-5, atol=2e-5)
+    # TEST phase: columns are not kept for backward, so backward rebuilds them.
+    check_layer_gpu(text, [x1], phase=TEST, device=device, rtol=2e-5, atol=2e-5)
+    # 1-D: runs as 2-D of height 1.
+    check_layer_gpu(conv_text(num_output=2, kernel_size=3, stride=2, pad=1, **FILLED),
+                    [RNG.normal(size=(2, 3, 11))], device=device, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_chunked_batch(device, monkeypatch):
+    # A budget of about one image's column buffer: the batch runs in chunks, columns rebuilt in
+    # backward into the shared column blob.
+    monkeypatch.setattr(convolution, "_COL_BUDGET", 2 * 9 * 16 * 4)
+    check_layer_gpu(conv_text(num_output=3, kernel_size=3, **FILLED),
+                    [RNG.normal(size=(3, 2, 6, 6))], device=device, rtol=2e-5, atol=2e-5)
+
+
+def test_columns_live_in_layer_owned_blobs():
+    layer = make_layer(conv_text(num_output=2, kernel_size=3), dtype=np.float32)
+    bottom, top = make_blobs([RNG.normal(size=(2, 3, 6, 5))], np.float32), make_blobs([[0]])
+    layer.setup(bottom, top)
+    layer.forward(bottom, top)
+    (col,) = layer._col_blobs
+    assert col.shape == (3, 3, 3, 2, 4, 3)   # (C, kh, kw, N, *out)
+    first = col.cpu_data.__array_interface__["data"][0]
+    layer.forward(bottom, top)                # reused, not reallocated
+    assert col.cpu_data.__array_interface__["data"][0] == first

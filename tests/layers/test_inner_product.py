@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, layer_text, make_blobs, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    layer_text,
+    make_blobs,
+    make_layer,
+)
 
 
 def ip_text(**settings):
@@ -64,3 +72,21 @@ def test_errors():
     layer.setup(make_blobs([np.zeros((2, 3, 4))]), top)
     with pytest.raises(ConfnetError, match="flattens to 15 inputs .* made for 12"):
         layer.reshape(make_blobs([np.zeros((2, 3, 5))]), top)
+
+
+# -- the device path: GPU kernels against the CPU path in float32 ----------------------------
+FILLED = {"weight_filler": '{ type: "gaussian" }', "bias_filler": '{ type: "gaussian" }'}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("settings, shape", [
+    ({"num_output": 5}, (3, 2, 3, 2)),
+    ({"num_output": 7, "axis": 2}, (2, 3, 4, 5)),
+    ({"num_output": 7, "axis": -1, "transpose": "true", "bias_term": "false"}, (2, 3, 4)),
+    ({"num_output": 9, "transpose": "true"}, (5, 37)),
+    ({"num_output": 70}, (1, 33)),          # one row: thin products
+    ({"num_output": 10}, (67, 50)),         # LeNet's ip2 shape, odd batch
+])
+def test_gpu_matches_cpu(device, settings, shape):
+    check_layer_gpu(ip_text(**settings, **FILLED), [RNG.normal(size=shape)], device=device,
+                    rtol=2e-5, atol=2e-5)
