@@ -39,11 +39,11 @@ class Convolution(Layer):
     between iterations, so a training step allocates no large array; the columns forward keeps
     for backward are layer-owned blobs, on the side (host or device) the layer runs on.
 
-    On the device (1-D and 2-D; more spatial axes run the host path) the same products run as
-    ``blas.gemm`` calls over the same column layout (``cuda/convolution.cu``): forward, per group,
-    one product batched over the images, Y[b]_g = W_g @ col_g[:, b P:(b+1) P], written straight
-    into y; backward transposes dY to (M, n P) once, then dW_g += dY_g @ col_g^T and
-    dcol_g = W_g^T @ dY_g are one product each, and col2im gathers dx without atomics.
+    On the device (1-D and 2-D; with more spatial axes the layer runs its host path) the same
+    products run as ``blas.gemm`` calls over the same column layout (``cuda/convolution.cu``):
+    forward, per group, one product batched over the images, Y[b]_g = W_g @ col_g[:, bP:(b+1)P],
+    written straight into y; backward transposes dY to (M, n P) once, then dW_g += dY_g @ col_g^T
+    and dcol_g = W_g^T @ dY_g are one product each, and col2im gathers dx without atomics.
 
     Settings: num_output, bias_term, kernel_size / stride / pad / dilation (one value for every
     axis or one per axis; kernel_h/_w, stride_h/_w, pad_h/_w in 2-D), group, weight_filler,
@@ -67,6 +67,8 @@ class Convolution(Layer):
                      f"axis: {p.axis} is not supported; confnet convolves inputs laid out as "
                      "(N, C, spatial...) with the channels on axis 1")
         self.read_geometry(p, len(shape) - 2)
+        # The device kernels are 2-D (1-D runs as height 1); more spatial axes use the host path.
+        self.has_gpu = type(self).has_gpu and len(self.kernel) <= 2
         self.num_output, self.group, self.channels = p.num_output, p.group, shape[1]
         self.require(self.num_output > 0, "num_output must be set to a positive number")
         self.require(self.group > 0, "group must be positive")
@@ -257,8 +259,6 @@ class Convolution(Layer):
                        np.int32(n), np.int32(self.channels), *geometry, col_ptr)
 
     def forward_gpu(self, bottom, top):
-        if len(self.kernel) > 2:   # no N-D device kernels: the host path (blobs copy as needed)
-            return self.forward_cpu(bottom, top)
         m, g = self.num_output, self.group
         mg, ckg = m // g, self.channels // g * int(np.prod(self.kernel))
         p, spatial = int(np.prod(self.out)), bottom[0].shape[2:]
@@ -283,8 +283,6 @@ class Convolution(Layer):
                 blas.bias_forward(x.shape[0], m, p, self.blobs[1].gpu_data, y_ptr)
 
     def backward_gpu(self, top, propagate_down, bottom):
-        if len(self.kernel) > 2:
-            return self.backward_cpu(top, propagate_down, bottom)
         m, g = self.num_output, self.group
         mg, ckg = m // g, self.channels // g * int(np.prod(self.kernel))
         p, spatial = int(np.prod(self.out)), bottom[0].shape[2:]

@@ -209,3 +209,14 @@ def test_columns_live_in_layer_owned_blobs():
     first = col.cpu_data.__array_interface__["data"][0]
     layer.forward(bottom, top)                # reused, not reallocated
     assert col.cpu_data.__array_interface__["data"][0] == first
+
+
+def test_only_one_and_two_spatial_axes_have_a_device_path():
+    def layer(shape, layer_type="Convolution"):
+        text = layer_text(layer_type, "convolution_param", num_output=2, kernel_size=2)
+        made = make_layer(text, dtype=np.float32)
+        made.setup(make_blobs([np.zeros(shape)], np.float32), make_blobs([[0]], np.float32))
+        return made
+    assert layer((1, 2, 5)).has_gpu and layer((1, 2, 5, 4)).has_gpu
+    assert not layer((1, 2, 5, 4, 3)).has_gpu
+    assert not layer((1, 2, 5, 4), "Deconvolution").has_gpu
