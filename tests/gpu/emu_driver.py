@@ -35,6 +35,22 @@ def sgemm(be):
     assert np.allclose(out, a @ b, atol=1e-4), "sgemm_tiled differs from numpy"
 
 
+def warp_ops(be):
+    """Correct warp-synchronous kernels (shuffles, votes, WMMA): no false reports either."""
+    check = os.path.join(HERE, "kernels", "emu_check.cu")
+    n = 250
+    x = device(be, np.random.default_rng(1).standard_normal(n).astype(np.float32))
+    out = [be.alloc(6 * 4) for _ in range(4)]
+    be.launch(be.function(check, "block_sum_shfl"), 3, 96, [n, x, out[0]], shared=12)
+    be.launch(be.function(check, "votes_probe"), 3, 64, [150, x] + out)
+    a = device(be, np.ones(16 * 16, np.float32))
+    d = be.alloc(16 * 16 * 4)
+    be.launch(be.function(check, "wmma_tf32_16x16x8"), 1, 32, [a, 16, a, 16, a, d])
+    got = np.empty(256, np.float32)
+    be.dtoh(got, d)
+    assert (got == 9.0).all(), "wmma: 1 + sum of eight 1 * 1 is 9"
+
+
 def missing_barrier(be):
     n = 100
     y = be.alloc(n * 4)

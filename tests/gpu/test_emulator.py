@@ -266,10 +266,11 @@ def run_driver(kind, case):
 
 @pytest.mark.sanitizer
 @pytest.mark.parametrize("kind", ["asan", "tsan"])
-def test_sanitizers_stay_silent_on_a_correct_kernel(kind):
-    """Fiber stack switches are announced to the sanitizers: no false reports."""
-    rc, out = run_driver(kind, "sgemm")
-    assert rc == 0 and "driver: sgemm finished" in out, out[-3000:]
+@pytest.mark.parametrize("case", ["sgemm", "warp_ops"])
+def test_sanitizers_stay_silent_on_correct_kernels(kind, case):
+    """Fiber stack switches and barriers are announced to the sanitizers: no false reports."""
+    rc, out = run_driver(kind, case)
+    assert rc == 0 and f"driver: {case} finished" in out, out[-3000:]
     assert "Sanitizer" not in out and "runtime error" not in out, out[-3000:]
 
 

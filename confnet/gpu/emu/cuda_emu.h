@@ -41,7 +41,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#if !defined(__x86_64__)
+#if defined(__x86_64__) && !defined(CUEMU_USE_UCONTEXT)
+#define CUEMU_FAST_SWITCH 1
+#else
 #include <ucontext.h>
 #endif
 
@@ -156,7 +158,7 @@ struct Fiber {
     uint64_t value;
     uint64_t result;
     void* frag[4];              // mma_sync: d, a, b, c
-#if !defined(__x86_64__)
+#if !defined(CUEMU_FAST_SWITCH)
     ucontext_t uc;
 #endif
 #if defined(CUEMU_ASAN)
@@ -187,7 +189,7 @@ struct Runtime {
     unsigned order[kMaxThreads];
     Fiber* cur = nullptr;
     void* sched_sp = nullptr;
-#if !defined(__x86_64__)
+#if !defined(CUEMU_FAST_SWITCH)
     ucontext_t sched_uc;
 #endif
     uint3 block_idx{0, 0, 0};
@@ -238,7 +240,7 @@ inline size_t stack_bytes() {
 namespace cuemu {
 
 // ---- the context switch -------------------------------------------------------------------
-#if defined(__x86_64__)
+#if defined(CUEMU_FAST_SWITCH)
 // switch_stack(save, to): push the callee-saved registers, MXCSR and the x87 control word on the
 // current stack, store the stack pointer in *save, load `to` and pop the same from there.
 extern "C" void cuemu_switch_stack(void** save, void* to) __asm__("cuemu_switch_stack");
@@ -257,9 +259,19 @@ __asm__(
     "  stmxcsr (%rsp)\n"
     "  fnstcw 4(%rsp)\n"
     "  movq %rsp, (%rdi)\n"
+    "  movq %rsp, %rcx\n"
     "  movq %rsi, %rsp\n"
+    // Loading MXCSR or the control word stalls the pipeline: only when they differ.
+    "  movl (%rsp), %eax\n"
+    "  cmpl (%rcx), %eax\n"
+    "  je 1f\n"
     "  ldmxcsr (%rsp)\n"
+    "1:\n"
+    "  movw 4(%rsp), %ax\n"
+    "  cmpw 4(%rcx), %ax\n"
+    "  je 2f\n"
     "  fldcw 4(%rsp)\n"
+    "2:\n"
     "  addq $8, %rsp\n"
     "  popq %r15\n"
     "  popq %r14\n"
@@ -276,7 +288,7 @@ __asm__(
 // A fresh fiber: its stack holds what cuemu_switch_stack pops, with fiber_entry as the return
 // address, so the first switch to it "returns" into fiber_entry with an aligned stack.
 CUEMU_RT void fiber_init(Fiber* f) {
-#if defined(__x86_64__)
+#if defined(CUEMU_FAST_SWITCH)
     uint64_t* sp = reinterpret_cast<uint64_t*>(reinterpret_cast<uintptr_t>(f->stack_hi) & ~15ull);
     *--sp = 0;                                              // fiber_entry's return address
     *--sp = reinterpret_cast<uint64_t>(&fiber_entry);
@@ -308,7 +320,7 @@ CUEMU_RT void resume(Fiber* f) {
 #if defined(CUEMU_TSAN)
     __tsan_switch_to_fiber(f->tsan_fiber, __tsan_switch_to_fiber_no_sync);
 #endif
-#if defined(__x86_64__)
+#if defined(CUEMU_FAST_SWITCH)
     cuemu_switch_stack(&rt.sched_sp, f->sp);
 #else
     swapcontext(&rt.sched_uc, &f->uc);
@@ -329,7 +341,7 @@ CUEMU_RT void to_scheduler(bool final) {
 #if defined(CUEMU_TSAN)
     __tsan_switch_to_fiber(rt.sched_tsan, __tsan_switch_to_fiber_no_sync);
 #endif
-#if defined(__x86_64__)
+#if defined(CUEMU_FAST_SWITCH)
     cuemu_switch_stack(&f->sp, rt.sched_sp);
 #else
     swapcontext(&f->uc, &rt.sched_uc);
@@ -963,7 +975,8 @@ CUEMU_RT bool release_barrier() {
     Fiber* fs = rt.fibers;
     int kind = fs[0].kind;
     for (unsigned i = 1; i < rt.nthreads; ++i)
-        if (fs[i].line != fs[0].line || fs[i].kind != kind || std::strcmp(fs[i].file, fs[0].file))
+        if (fs[i].line != fs[0].line || fs[i].kind != kind ||
+            (fs[i].file != fs[0].file && std::strcmp(fs[i].file, fs[0].file)))
             return false;
     int any = 0, all = 1, count = 0;
     for (unsigned i = 0; i < rt.nthreads; ++i) {
