@@ -68,10 +68,35 @@ def main(debug, quiet, allow_python_layers):
     allow(allow_python_layers)
 
 
-def _check_gpu(gpu):
-    if gpu is not None:
-        raise ConfnetError("--gpu: this confnet has no GPU backend yet; run without --gpu to "
-                           "train on the CPU")
+_GPU_HELP = ("Run on this GPU (an id, as in nvidia-smi) or on 'emu', the CUDA-on-CPU "
+             "emulator (slow; for developing kernels without a GPU).")
+
+
+def _use_device(gpu_option, solver_param=None):
+    """Select where the net runs: ``--gpu`` if given (an unusable GPU is an error), else a
+    solver's ``solver_mode: GPU`` with its ``device_id`` (an unusable GPU is a warning and the
+    CPU), else the CPU."""
+    from . import gpu
+    from .proto import confnet_pb2 as pb
+    if gpu_option is not None:
+        if gpu_option.strip().lower() == "all":
+            raise ConfnetError("--gpu all: one process drives one GPU; to train on several, "
+                               "start one process per GPU with mpirun (see the README)")
+        backend = gpu.use(gpu_option)
+        log.info("Using %s", backend.describe())
+        return
+    wants_gpu = (solver_param is not None and solver_param.HasField("solver_mode")
+                 and solver_param.solver_mode == pb.SolverParameter.GPU)
+    if not wants_gpu:
+        gpu.use(None)
+        return
+    try:
+        backend = gpu.use(solver_param.device_id)
+    except ConfnetError as error:
+        log.warning("solver_mode is GPU, but %s; running on the CPU", str(error).rstrip("."))
+        gpu.use(None)
+        return
+    log.info("Using %s (solver_mode: GPU)", backend.describe())
 
 
 def _signal_options(command):
@@ -109,7 +134,7 @@ def _seed(seed):
               "name (comma-separated list allowed).")
 @click.option("--snapshot", help="Resume from this .solverstate.")
 @click.option("--seed", type=int, help="Random seed (overrides the solver's random_seed).")
-@click.option("--gpu", help="GPU id (not available yet).")
+@click.option("--gpu", help=_GPU_HELP)
 @_signal_options
 @_state_options
 def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect, level,
@@ -134,7 +159,7 @@ def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effec
 @click.option("--weights", required=True, help="Pretrained .caffemodel (comma-separated list "
               "allowed); layers are matched by name, renamed layers start from their fillers.")
 @click.option("--seed", type=int, help="Random seed (overrides the solver's random_seed).")
-@click.option("--gpu", help="GPU id (not available yet).")
+@click.option("--gpu", help=_GPU_HELP)
 @_signal_options
 @_state_options
 def finetune(solver_path, weights, seed, gpu, sigint_effect, sighup_effect, level, stages):
@@ -157,8 +182,8 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
     from .proto import io
     from .signals import handle_signals
     from .solver import solver_class
-    _check_gpu(gpu)
     param = io.read_solver(solver_path)
+    _use_device(gpu, param)
     if seed is not None:
         param.random_seed = seed
     if level:
@@ -207,7 +232,7 @@ def _progress_line(solver):
 @click.option("--weights", required=True, help="The trained .caffemodel.")
 @click.option("--iterations", default=50, show_default=True, help="Batches to score.")
 @click.option("--phase", type=click.Choice(["TRAIN", "TEST"]), default="TEST", show_default=True)
-@click.option("--gpu", help="GPU id (not available yet).")
+@click.option("--gpu", help=_GPU_HELP)
 @_state_options
 def test(model, weights, iterations, phase, gpu, level, stages):
     """Score a trained model: average each output over --iterations batches.
@@ -221,13 +246,13 @@ def test(model, weights, iterations, phase, gpu, level, stages):
 
     from .layers import TEST, TRAIN
     from .net import Net
-    _check_gpu(gpu)
+    _use_device(gpu)
     net = Net(model, TEST if phase == "TEST" else TRAIN, level, stages, weights=weights)
     sums, loss = {}, 0.0
     for i in range(iterations):
         loss += net.forward_loss()
         for name in net.outputs:
-            values = net.blobs[name].data.astype(np.float64)
+            values = net.blobs[name].cpu_data.astype(np.float64)
             sums[name] = sums.get(name, 0) + values
             log.info("Batch %d, %s = %s", i, name, " ".join(f"{v:g}" for v in values.flat))
     log.info("Loss: %g", loss / iterations)
@@ -331,6 +356,28 @@ def upgrade_solver_command(old, new):
     click.echo(f"{new}: {'upgraded' if changed else 'already in the current format, copied'}")
 
 
+@main.command("device-query")
+@click.option("--gpu", default="0", show_default=True, help="A GPU id, 'all', or 'emu'.")
+def device_query(gpu):
+    """Show the GPU confnet would use (name, architecture, SMs, memory), as Caffe's
+    device_query.
+
+    \b
+    Examples:
+      confnet device-query --gpu 0
+      confnet device-query --gpu emu
+    """
+    from . import gpu as devices
+    if gpu.strip().lower() != "all":
+        click.echo(devices.get(gpu).describe())
+        return
+    from .gpu.pycuda_backend import PyCudaBackend, _import_driver
+    drv = _import_driver()
+    drv.init()
+    for i in range(drv.Device.count()):
+        click.echo(PyCudaBackend(i).describe())
+
+
 @main.command("time")
 @click.option("--model", required=True, type=click.Path(dir_okay=False),
               help="The net definition (train_val.prototxt or deploy.prototxt).")
@@ -340,7 +387,7 @@ def upgrade_solver_command(old, new):
               show_default=True)
 @click.option("--mean", "use_mean", is_flag=True, help="Report the mean time instead of the "
               "median.")
-@click.option("--gpu", help="GPU id (not available yet).")
+@click.option("--gpu", help=_GPU_HELP)
 @_state_options
 def time_command(model, iterations, phase, use_mean, gpu, level, stages):
     """Time each layer's forward and backward pass.
@@ -358,7 +405,7 @@ def time_command(model, iterations, phase, use_mean, gpu, level, stages):
     from .layers import TEST, TRAIN
     from .net import Net
     from .proto.io import read_net
-    _check_gpu(gpu)
+    _use_device(gpu)
     param = read_net(model)
     param.force_backward = True     # time every layer's backward, as Caffe's tool does
     net = Net(param, TRAIN if phase == "TRAIN" else TEST, level, stages)
