@@ -39,6 +39,7 @@ seed), ``CONFNET_EMU_CACHE`` (compiled kernels, default ``~/.cache/confnet/emu``
 """
 
 import ctypes
+import functools
 import hashlib
 import os
 import re
@@ -86,8 +87,8 @@ _DYN_SHARED_RE = re.compile(
     r'([A-Za-z_][\w:]*(?:\s+[A-Za-z_][\w:]*)*?)\s+(\w+)\s*\[\s*\]\s*;')
 # `__shared__ alignas(16) float t[..]` would read `static alignas(16) float`, which C++ refuses.
 _SHARED_ALIGNAS_RE = re.compile(r'__shared__(\s+)(alignas\s*\([^()]*\))')
-_INCLUDE_RE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
-_COMMENT_RE = re.compile(r'//[^\n]*|/\*.*?\*/', re.S)
+_INCLUDE_RE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.MULTILINE)
+_COMMENT_RE = re.compile(r'//[^\n]*|/\*.*?\*/', re.DOTALL)
 
 
 class EmuKernelError(ConfnetError):
@@ -142,8 +143,8 @@ def generate(path, source):
     for name in names:
         lines += [
             f"static void cuemu_body_{name}(void** a) {{ ::cuemu::invoke(&{name}, a); }}",
-            f'extern "C" __attribute__((visibility("default"))) int cuemu_launch_{name}('
-            f"const ::cuemu::LaunchSpec* s, void** a) {{",
+            (f'extern "C" __attribute__((visibility("default"))) int cuemu_launch_{name}('
+             f"const ::cuemu::LaunchSpec* s, void** a) {{"),
             f'    return ::cuemu::launch(s, "{name}", &cuemu_body_{name}, a);',
             "}",
             f'extern "C" __attribute__((visibility("default"))) const char* cuemu_sig_{name}() {{',
@@ -166,11 +167,10 @@ def _included_files(path, source, seen=None):
     return sorted(seen)
 
 
-def _compiler_version(cxx, _cache={}):
-    if cxx not in _cache:
-        out = subprocess.run([cxx, "--version"], capture_output=True, text=True)
-        _cache[cxx] = out.stdout.splitlines()[0] if out.stdout else cxx
-    return _cache[cxx]
+@functools.cache
+def _compiler_version(cxx):
+    out = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False)
+    return out.stdout.splitlines()[0] if out.stdout else cxx
 
 
 def cache_dir():
@@ -220,7 +220,7 @@ def build(path, sanitize=None, verbose=False):
         cmd = [cxx] + flags + ["-o", tmp, src]
         if verbose:
             print(" ".join(cmd), file=sys.stderr)
-        done = subprocess.run(cmd, capture_output=True, text=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             errors = [ln for ln in done.stderr.splitlines() if ln.strip()][:40]
             raise ConfnetError(f"{path}: the emulator's g++ build failed:\n" + "\n".join(errors))
@@ -235,7 +235,8 @@ def runtime_library(kind):
     cxx = compiler()
     paths = []
     for name in _RUNTIME_LIBS[kind]:
-        out = subprocess.run([cxx, f"-print-file-name={name}"], capture_output=True, text=True)
+        out = subprocess.run([cxx, f"-print-file-name={name}"], capture_output=True, text=True,
+                             check=False)
         found = os.path.realpath(out.stdout.strip())
         if not os.path.isfile(found):
             raise ConfnetError(f"{cxx} has no {name}: install the sanitizer runtime "
@@ -316,7 +317,7 @@ class EmuBackend(Backend):
                                f"first: run `python -m confnet.gpu.emu --sanitize {sanitize} -- "
                                "<command>` (or use confnet.gpu.emu.sanitizer_env)")
         self.order = order
-        self.seed = int(seed if seed is not None else os.environ.get("CONFNET_EMU_SEED", 0))
+        self.seed = int(seed if seed is not None else os.environ.get("CONFNET_EMU_SEED", "0"))
         self.sanitize = sanitize
         self._libc = ctypes.CDLL(None)
         self._libc.posix_memalign.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t,
@@ -371,8 +372,10 @@ class EmuBackend(Backend):
 
     # -- kernels ---------------------------------------------------------------------------------
     def _load(self, cu_file, name):
-        path = os.path.abspath(cu_file) if os.path.isabs(cu_file) or os.path.isfile(cu_file) \
-            else kernel_path(cu_file)
+        # A bare name is a file of cuda/; a path (tests, kernel development) is taken as is.
+        path = os.path.abspath(cu_file) if os.sep in cu_file else kernel_path(cu_file)
+        if not os.path.isfile(path):
+            raise ConfnetError(f"kernel file {cu_file} not found")
         if path not in self._libs:
             lib_path, names = build(path, self.sanitize)
             self._libs[path] = (ctypes.CDLL(lib_path), names)
