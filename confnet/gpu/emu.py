@@ -91,6 +91,11 @@ _INCLUDE_RE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.MULTILINE)
 _COMMENT_RE = re.compile(r'//[^\n]*|/\*.*?\*/', re.DOTALL)
 
 
+# One launch at a time in the process: a library's runtime state and the fault handlers it
+# installs during a launch are process-wide.
+_LAUNCH_LOCK = threading.Lock()
+
+
 class EmuKernelError(ConfnetError):
     """A kernel failed on the emulator: deadlock, fault, ``__trap``, misuse of a warp op."""
 
@@ -325,7 +330,6 @@ class EmuBackend(Backend):
         self._libc.free.argtypes = [ctypes.c_void_p]
         self._libs = {}
         self._exact = {}                    # sanitize mode: live pointer -> exact size
-        self._lock = threading.Lock()       # one launch at a time: the runtime is per library
         super().__init__()
 
     # -- memory: "device" memory is 256-byte aligned host memory ------------------------------
@@ -408,7 +412,7 @@ class EmuBackend(Backend):
             *[ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values])
         spec = _LaunchSpec((ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block),
                            int(shared), ORDERS.index(self.order), 0, self.seed & (2 ** 64 - 1))
-        with self._lock:
+        with _LAUNCH_LOCK:
             rc = kernel.entry(ctypes.byref(spec), argv)
             if rc != 0:
                 raise EmuKernelError(kernel.error().decode(errors="replace"))

@@ -313,3 +313,27 @@ def test_sanitizer_build_refuses_without_its_runtime():
         pytest.skip("this process already runs under ASan")
     with pytest.raises(ConfnetError, match="python -m confnet.gpu.emu --sanitize asan"):
         EmuBackend(sanitize="asan")
+
+
+def test_math_vocabulary(backends):
+    be = backends["forward"]
+    n4 = 13
+    x = np.random.default_rng(5).uniform(-2, 2, (n4, 4)).astype(np.float32)
+    y = be.alloc(n4 * 12 * 4)
+    be.launch(be.function(CHECK, "math_probe"), 1, 32, [n4, to_device(be, x), y])
+    got = from_device(be, y, (n4, 12))
+    a, b, c, d = x.T.astype(np.float64)
+    expect = np.stack([np.exp(a), np.exp(b), np.log(abs(c) + 1), np.log(abs(d) + 1), a / 3,
+                       1 / np.sqrt(abs(b) + 1), np.maximum(c, d), np.tanh(a), np.clip(a, 0, 1),
+                       b * c + d, d, np.zeros_like(a)], 1)
+    np.testing.assert_allclose(got, expect, rtol=2e-6, atol=1e-6)
+
+
+def test_warp_op_not_reached_by_every_lane_is_a_deadlock(backends):
+    from confnet.gpu.emu import EmuKernelError
+    be = backends["reverse"]
+    x = to_device(be, np.zeros(40, np.float32))
+    with pytest.raises(EmuKernelError, match=r"block \(0,0,0\): deadlock: .*threads \[0-15\] "
+                                             r"wait at __shfl\*_sync mask 0xffffffff \(.*"
+                                             r"emu_check.cu:\d+\); threads \[16-39\] exited"):
+        be.launch(be.function(CHECK, "divergent_shuffle"), 1, 40, [x])

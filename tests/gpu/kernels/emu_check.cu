@@ -133,3 +133,27 @@ extern "C" __global__ void fault_probe(int who, int mode, int* p) {
     if (mode == 1) *(volatile int*)nullptr = 1;
     if (mode == 2) p[0] = p[1] / p[2];
 }
+
+// The math vocabulary, one output column per function, for x in rows of float4.
+extern "C" __global__ void math_probe(int n4, const float* __restrict__ x, float* __restrict__ y) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n4) return;
+    float4 v = reinterpret_cast<const float4*>(x)[i];
+    float a = __ldg(&x[4 * i]);
+    float r[12] = {expf(v.x), __expf(v.y), logf(fabsf(v.z) + 1.0f), __logf(fabsf(v.w) + 1.0f),
+                   __fdividef(v.x, 3.0f), rsqrtf(fabsf(v.y) + 1.0f), fmaxf(v.z, v.w),
+                   tanhf(a), __saturatef(v.x), fmaf(v.y, v.z, v.w),
+                   __int_as_float(__float_as_int(v.w)), isfinite(v.x / 0.0f) ? 1.0f : 0.0f};
+    for (int k = 0; k < 12; ++k) y[12 * i + k] = r[k];
+    float4 back = make_float4(r[0], r[1], r[2], r[3]);
+    static_assert(alignof(float4) == 16 && sizeof(float2) == 8, "CUDA's vector layout");
+    (void)back;
+}
+
+// A shuffle that only half of warp 0 reaches, with a full mask: a deadlock. (Warp 1 has 8
+// threads, all of which reach it: the mask covers only the lanes that exist.)
+extern "C" __global__ void divergent_shuffle(float* x) {
+    float v = x[threadIdx.x];
+    if (threadIdx.x % 32 < 16) v = __shfl_xor_sync(0xffffffffu, v, 1);
+    x[threadIdx.x] = v;
+}
