@@ -13,6 +13,7 @@ class Input(Layer):
     params = ("input_param",)
     num_bottom = 0
     min_top = 1
+    has_gpu = True   # no kernel: the tops stay wherever the caller's set_data put them
 
     def layer_setup(self, bottom, top):
         shapes = self.param.input_param.shape
@@ -27,3 +28,6 @@ class Input(Layer):
 
     def forward_cpu(self, bottom, top):
         """The caller has written the tops' data."""
+
+    def forward_gpu(self, bottom, top):
+        """The caller has written the tops' data (``Blob.set_data`` copies it to the device)."""
