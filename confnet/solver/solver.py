@@ -347,6 +347,9 @@ class Solver:
             log.info("Iteration %d, lr = %g", self.iter, rate)
         self.clip_gradients()
         for i, blob in enumerate(self.net.learnable_params):
+            if blob.on_device and hasattr(self, "update_param_gpu"):
+                self.update_param_gpu(i, blob, rate)   # the steps below, fused in one kernel
+                continue
             if self.param.iter_size > 1:
                 blob.scale_diff(1.0 / self.param.iter_size)
             self.regularize(i)
