@@ -176,11 +176,32 @@ def finetune(solver_path, weights, seed, gpu, sigint_effect, sighup_effect, leve
 def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop",
                   sighup_effect="snapshot", level=0, stages=()):
     """Build the solver and train; Ctrl-C and SIGHUP act as the effects say; a live progress
-    line on a terminal."""
+    line on a terminal. Started by mpirun/srun with several ranks, data-parallel (see
+    confnet/parallel)."""
     import numpy as np
 
-    from .proto import io
+    from .parallel import current_job
     from .signals import handle_signals
+    job = current_job()
+    with job.guard():
+        solver = job.agree(lambda: _build_solver(job, solver_path, weights, seed, gpu, level,
+                                                 stages))
+        progress = _progress_line(solver)
+        try:
+            # A nan or inf loss stops training with its own message: no numpy warnings first.
+            with handle_signals(solver, sigint_effect, sighup_effect), \
+                    np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                    _solver_file_named(solver_path):
+                solver.solve(snapshot)
+        finally:
+            if progress:
+                progress.close()
+
+
+def _build_solver(job, solver_path, weights, seed, gpu, level, stages):
+    """The solver the command line describes (of this rank, in a data-parallel job), with the
+    --weights copied in."""
+    from .proto import io
     from .solver import solver_class
     param = io.read_solver(solver_path)
     _use_device(gpu, param)
@@ -190,20 +211,11 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
         param.train_state.level = level
     param.train_state.stage.extend(stages)
     with _solver_file_named(solver_path):
-        solver = solver_class(param.type)(param, solver_path)
+        solver = job.solver_class(solver_class(param.type))(param, solver_path)
     for path in filter(None, (weights or "").split(",")):
         log.info("Finetuning from %s", path)
         solver.net.copy_from(path)
-    progress = _progress_line(solver)
-    try:
-        # A nan or inf loss stops training with its own message: no numpy warnings before it.
-        with handle_signals(solver, sigint_effect, sighup_effect), \
-                np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
-                _solver_file_named(solver_path):
-            solver.solve(snapshot)
-    finally:
-        if progress:
-            progress.close()
+    return solver
 
 
 @contextlib.contextmanager
@@ -363,7 +375,7 @@ def device_query(gpu):
     device_query.
 
     \b
-    Examples:
+    Example:
       confnet device-query --gpu 0
       confnet device-query --gpu emu
     """

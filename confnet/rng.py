@@ -26,6 +26,13 @@ def derive():
     return np.random.default_rng(int(_generator.integers(2**63)))
 
 
+def fork(index):
+    """Replace the generator by stream ``index`` of a family drawn from it, so that the ranks of
+    a data-parallel run draw different dropout masks, each repeatably."""
+    global _generator
+    _generator = np.random.default_rng([int(_generator.integers(2**63)), int(index)])
+
+
 def get_state(generator=None):
     """The generator's state as a JSON string (stored in snapshots)."""
     return json.dumps((generator or _generator).bit_generator.state)

@@ -172,6 +172,15 @@ class LMDBReader:
                 self._position = 0
         return values
 
+    def skip(self, n):
+        """Move past the next `n` entries without reading their values (wrapping as
+        `read_batch` does)."""
+        for _ in range(n):
+            self._position += 1
+            if not self._cursor.next():
+                self._cursor.first()
+                self._position = 0
+
     def items(self):
         """All (key, value) pairs once, in key order, independent of the cycling cursor."""
         with self._env.begin(buffers=False) as txn:

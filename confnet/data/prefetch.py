@@ -5,6 +5,10 @@ puts the (data, label) pair into a bounded queue. Because the thread runs ahead,
 position is not where training is: `state()` returns the position and transformer RNG state from
 which the *next batch to be consumed* was made, and `restore(state)` makes it again, so a resumed
 run sees exactly the batches an uninterrupted one would have.
+
+In data-parallel training (`shard`) rank r of N takes batches r, r + N, r + 2N, ... of the
+sequence one process would read, as Caffe's multi-GPU data reader: the N ranks' batches of one
+iteration are together the N consecutive batches that one process of batch N x B would see.
 """
 
 import queue
@@ -62,6 +66,7 @@ class BatchPrefetcher:
         self._thread = None
         self._peeked = None
         self._error = None
+        self._stride = 0    # values skipped after each batch: those of the other ranks
         self._next_state = self._current_state()
         self._start()
 
@@ -85,6 +90,24 @@ class BatchPrefetcher:
         self._stop()
         self.reader.position = state["position"]
         self.transformer.rng.bit_generator.state = state["rng"]
+        self._next_state = self._current_state()
+        self._start()
+
+    def shard(self, rank, ranks):
+        """From the next batch on, read only every `ranks`-th batch, starting `rank` batches
+        later. The transformer's random stream becomes stream `rank` of a family drawn from the
+        current one, so that ranks crop and mirror independently (and repeatably)."""
+        if not 0 <= rank < ranks:
+            raise ConfnetError(f"rank {rank} is not in 0..{ranks - 1}")
+        self._stop()
+        self.reader.position = self._next_state["position"]
+        self.transformer.rng.bit_generator.state = self._next_state["rng"]
+        family = int(self.transformer.rng.integers(2**63))
+        # Set the state, not the object: a layer may hold the same generator (WindowData).
+        own = np.random.default_rng([family, rank]).bit_generator.state
+        self.transformer.rng.bit_generator.state = own
+        self._skip(rank * self.batch_size)
+        self._stride = (ranks - 1) * self.batch_size
         self._next_state = self._current_state()
         self._start()
 
@@ -174,4 +197,11 @@ class BatchPrefetcher:
             where = getattr(self.reader, "path", "data source")
             raise ConfnetError(f"'{where}', batch starting at entry {start}: {e}") from e
         data = self.transformer.transform_images([np.asarray(image) for image in images])
+        self._skip(self._stride)
         return _Batch(data, np.asarray(labels, dtype=np.float32), self._current_state())
+
+    def _skip(self, n):
+        """Move the reader past `n` values (without reading them where it can)."""
+        if n:
+            skip = getattr(self.reader, "skip", None)
+            skip(n) if skip is not None else self.reader.read_batch(n)

@@ -65,6 +65,11 @@ class PrefetchingLayer(Layer):
         self.restore_extra_state(saved)
         self.prefetcher.restore({"position": position, "rng": saved["rng"]})
 
+    def shard(self, rank, ranks):
+        """Data-parallel rank `rank` of `ranks`: read every `ranks`-th batch (see
+        BatchPrefetcher.shard)."""
+        self.prefetcher.shard(rank, ranks)
+
     def extra_state(self):
         """More state a subclass needs to replay its batches (a dict of JSON values)."""
         return {}

@@ -220,6 +220,7 @@ class Solver:
         p = self.param
         if gpu.current() is None:
             loss = sum(self.net.forward_backward() for _ in range(p.iter_size)) / p.iter_size
+            loss = self.gradients_ready(loss)
             self._check_finite(loss, self.iter)
             self.losses.append(loss)
             return loss
@@ -229,6 +230,7 @@ class Solver:
         for _ in range(p.iter_size):
             self.net.forward_backward(read_loss=False)
             self._device_losses.add(slot, self.net.device_loss, 1.0 / p.iter_size)
+        self.gradients_ready(None)
         if self._device_losses.full:
             self._read_device_losses()
         return None
@@ -243,6 +245,13 @@ class Solver:
     def _check_finite(self, loss, iteration):
         if not math.isfinite(loss):
             raise ConfnetError(self._non_finite_message(loss, iteration))
+
+    def gradients_ready(self, loss):
+        """Called when an iteration's gradients are in the parameters' diffs, before the
+        update; returns the loss to record (None on the device, where the loss stays).
+        Data-parallel training averages the gradients and the loss of all ranks here (Caffe's
+        on_gradients_ready)."""
+        return loss
 
     def _non_finite_message(self, loss, iteration):
         """Where a nan/inf loss comes from: the first layer, in forward order, whose output is
@@ -418,14 +427,19 @@ class Solver:
     def _solver_state(self, model):
         """The SolverState of this moment, its weights being in `model`."""
         state = pb.SolverState(iter=self.iter, learned_net=model,
-                               current_step=current_step(self.param, self.iter),
-                               rng_state=rng.get_state())
+                               current_step=current_step(self.param, self.iter))
         for h in self.history:
             state.history.append(io.array_to_blob(h.cpu_data))
+        self.save_positions(state)
+        return state
+
+    def save_positions(self, state):
+        """Write the random state and the data layers' read positions into ``state`` (a
+        SolverState, or a data-parallel rank's RankState)."""
+        state.rng_state = rng.get_state()
         for layer in self.net.data_layers:
             position, layer_rng = layer.cursor_state()
             state.data_cursor.add(layer=layer.name, position=position, rng_state=layer_rng)
-        return state
 
     def restore(self, path):
         """Continue from a .solverstate (or .solverstate.h5): weights, iteration, optimizer
@@ -447,6 +461,18 @@ class Solver:
                                    f"parameter of shape {h.shape}")
             h.set_data(saved.reshape(h.shape))
         self.iter = state.iter
+        self.restore_positions(state, path)
+
+    def restore_positions(self, state, path):
+        """Take back the random state and the data layers' read positions of a SolverState."""
+        if len(state.rank_state) > 1:
+            raise ConfnetError(f"{path} was written by a data-parallel run of "
+                               f"{len(state.rank_state)} ranks; resume it with as many "
+                               f"(mpirun -n {len(state.rank_state)} confnet train ...)")
+        self.load_positions(state)
+
+    def load_positions(self, state):
+        """Take back what ``save_positions`` wrote."""
         if state.rng_state:
             rng.set_state(state.rng_state)
         layers = {layer.name: layer for layer in self.net.data_layers}
