@@ -339,17 +339,18 @@ class Net:
             log.info("Copied weights of layer %s", name)
 
     def share_weights_from(self, other):
-        """Use the parameter storage of ``other``'s layers of the same name (test nets)."""
+        """Use the parameter storage of ``other``'s layers of the same name (test nets; pycaffe's
+        ``share_with``). Data is shared, gradients stay this net's own."""
         for name, layer in zip(self.layer_names, self.layers):
             source = other.layer_dict.get(name)
             if source is None or not layer.blobs:
                 continue
             if len(source.blobs) != len(layer.blobs):
-                layer.fail(f"cannot share weights with the train net: {len(source.blobs)} "
+                layer.fail(f"cannot share weights with net '{other.name}': {len(source.blobs)} "
                            f"blobs there, {len(layer.blobs)} here")
             for mine, theirs in zip(layer.blobs, source.blobs):
                 if mine.shape != theirs.shape:
-                    layer.fail(f"cannot share weights with the train net: shape "
+                    layer.fail(f"cannot share weights with net '{other.name}': shape "
                                f"{theirs.shape} there, {mine.shape} here")
                 mine.share_data(theirs)
 
