@@ -18,11 +18,12 @@ import importlib.util
 from .. import rng
 from ..blob import Blob
 from ..errors import ConfnetError
-from ..layers import TEST, TRAIN, known_types
+from ..layers import known_types
 from . import io
 from .classifier import Classifier
 from .detector import Detector
 from .net_spec import NetSpec, layers, params, to_proto
+from .proto.caffe_pb2 import TEST, TRAIN
 from .pycaffe import (
     AdaDeltaSolver,
     AdaGradSolver,

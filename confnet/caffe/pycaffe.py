@@ -130,7 +130,7 @@ class Net(_net.Net):
         """
         unknown = [k for k in arrays if k not in self.inputs and k not in self.outputs]
         if unknown:
-            raise ConfnetError(f"net '{self.name}': {', '.join(unknown)} is neither an input "
+            raise ConfnetError(f"net '{self.name}': '{"', '".join(unknown)}' is neither an input "
                                f"({', '.join(self.inputs) or 'none'}) nor an output "
                                f"({', '.join(self.outputs) or 'none'})")
         forward = {k: v for k, v in arrays.items() if k in self.inputs}
