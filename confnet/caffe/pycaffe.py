@@ -128,9 +128,9 @@ class Net(_net.Net):
         inputs and ``diffs``). pycaffe packages and trims only as many diff entries as there
         are output entries (it zips the two dicts); here every entry is packaged and trimmed.
         """
-        unknown = [k for k in arrays if k not in self.inputs and k not in self.outputs]
+        unknown = [f"'{k}'" for k in arrays if k not in self.inputs and k not in self.outputs]
         if unknown:
-            raise ConfnetError(f"net '{self.name}': '{"', '".join(unknown)}' is neither an input "
+            raise ConfnetError(f"net '{self.name}': {', '.join(unknown)} is neither an input "
                                f"({', '.join(self.inputs) or 'none'}) nor an output "
                                f"({', '.join(self.outputs) or 'none'})")
         forward = {k: v for k, v in arrays.items() if k in self.inputs}
