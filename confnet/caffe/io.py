@@ -219,8 +219,8 @@ class Transformer:
                                    f"{channels} channels")
             mean = mean[:, np.newaxis, np.newaxis]
         else:
-            full = (1,) + mean.shape if mean.ndim == 2 else mean.shape
-            if full != (channels,) + dims and not (mean.ndim == 2 and full[1:] == dims):
+            mean = mean[np.newaxis] if mean.ndim == 2 else mean
+            if mean.shape not in ((channels,) + dims, (1,) + dims):
                 raise ConfnetError(f"set_mean('{in_}'): mean of shape {mean.shape} does not "
                                    f"match the input {(channels,) + dims}")
         self.mean[in_] = mean

@@ -18,7 +18,7 @@ import time
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-import confnet.caffe as caffe               # pycaffe: import caffe
+from confnet import caffe  # pycaffe: import caffe
 from confnet.caffe import layers as L
 from confnet.caffe import params as P
 from confnet.data.lmdb_io import LMDBWriter
@@ -28,7 +28,7 @@ def lenet(source, batch_size):
     """LeNet as pycaffe's LeNet tutorial writes it (scale 1/256 instead of 1/255)."""
     n = caffe.NetSpec()
     n.data, n.label = L.Data(batch_size=batch_size, backend=P.Data.LMDB, source=source,
-                             transform_param=dict(scale=1.0 / 256), ntop=2)
+                             transform_param={"scale": 1.0 / 256}, ntop=2)
     body(n, n.data)
     n.loss = L.SoftmaxWithLoss(n.score, n.label)
     n.accuracy = L.Accuracy(n.score, n.label)
@@ -37,14 +37,14 @@ def lenet(source, batch_size):
 
 def deploy(batch_size=1):
     n = caffe.NetSpec()
-    n.data = L.Input(shape=dict(dim=[batch_size, 1, 28, 28]))
+    n.data = L.Input(shape={"dim": [batch_size, 1, 28, 28]})
     body(n, n.data)
     n.prob = L.Softmax(n.score)
     return n.to_proto()
 
 
 def body(n, data):
-    xavier = dict(type="xavier")
+    xavier = {"type": "xavier"}
     n.conv1 = L.Convolution(data, kernel_size=5, num_output=20, weight_filler=xavier)
     n.pool1 = L.Pooling(n.conv1, kernel_size=2, stride=2, pool=P.Pooling.MAX)
     n.conv2 = L.Convolution(n.pool1, kernel_size=5, num_output=50, weight_filler=xavier)

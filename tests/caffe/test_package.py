@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import confnet
-import confnet.caffe as caffe
+from confnet import caffe
 from confnet.errors import ConfnetError
 from confnet.proto import confnet_pb2
 

@@ -6,7 +6,7 @@ import textwrap
 import numpy as np
 import pytest
 
-import confnet.caffe as caffe
+from confnet import caffe
 from confnet.errors import ConfnetError
 from confnet.layers import python_layer
 
@@ -171,7 +171,7 @@ def test_solver_step_snapshot_restore(tmp_path):
     first = float(solver.net.forward()["loss"])
     solver.step(3)
     assert solver.iter == 3 and float(solver.net.forward()["loss"]) < first
-    model, state = solver.snapshot()
+    _model, state = solver.snapshot()
     weights = solver.net.params["fc"][0].data.copy()
     solver.step(2)
     solver.restore(state)
