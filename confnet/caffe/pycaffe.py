@@ -94,8 +94,8 @@ class Net(_net.Net):
             raise ConfnetError(f"net '{self.name}': the arrays differ in length: "
                                + ", ".join(f"{k} {v}" for k, v in lengths.items()))
         total = next(iter(lengths.values()))
-        size = self.blobs[next(iter(arrays))].shape[0] if self.blobs else total
-        size = size or total
+        shape = self.blobs[next(iter(arrays))].shape
+        size = (shape[0] if shape else 0) or total     # a blob without a batch axis: one go
         for start in range(0, total, size):
             chunk = {}
             for name, array in arrays.items():
