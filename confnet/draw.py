@@ -176,8 +176,23 @@ def draw(model, out, phase="ALL", rankdir="LR", with_shapes=True):
 def render(dot, text, out, fmt):
     """Run Graphviz ``dot`` on DOT ``text``, writing ``out`` only when it succeeds."""
     with atomic_path(out) as temp:
-        result = subprocess.run([dot, f"-T{fmt}", "-o", temp], input=text.encode("utf-8"),
-                                capture_output=True, check=False)
-        if result.returncode != 0:
-            reason = result.stderr.decode(errors="replace").strip().splitlines() or ["no output"]
-            raise ConfnetError(f"{out}: Graphviz dot failed: {reason[0]}")
+        _run_dot([dot, f"-T{fmt}", "-o", temp], text, out)
+
+
+def render_bytes(text, fmt, where="the diagram"):
+    """The bytes of DOT ``text`` rendered by Graphviz ``dot`` as ``fmt`` (png, svg, pdf, ...)."""
+    dot = shutil.which("dot")
+    if dot is None:
+        raise ConfnetError(f"{where}: rendering {fmt.upper()} needs Graphviz's 'dot' program, "
+                           "which is not installed; install Graphviz (apt-get install graphviz, "
+                           "brew install graphviz) or ask for the DOT text")
+    return _run_dot([dot, f"-T{fmt}"], text, where).stdout
+
+
+def _run_dot(command, text, where):
+    result = subprocess.run(command, input=text.encode("utf-8"), capture_output=True,
+                            check=False)
+    if result.returncode != 0:
+        reason = result.stderr.decode(errors="replace").strip().splitlines() or ["no output"]
+        raise ConfnetError(f"{where}: Graphviz dot failed: {reason[0]}")
+    return result

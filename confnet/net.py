@@ -366,19 +366,29 @@ class Net:
         from .proto import hdf5
         from .proto.io import write_binary
         if hdf5.is_hdf5(path):
-            hdf5.write_weights(path, [
-                (name, [(blob, (name, i) not in self.shared_params)
-                        for i, blob in enumerate(layer.blobs)])
-                for name, layer in zip(self.layer_names, self.layers)], write_diff)
+            self.save_hdf5(path, write_diff)
         else:
             write_binary(self.to_proto(write_diff), path)
+
+    def save_hdf5(self, path, write_diff=False):
+        """Write the weights in Caffe's HDF5 layout, whatever the file name."""
+        from .proto import hdf5
+        hdf5.write_weights(path, [
+            (name, [(blob, (name, i) not in self.shared_params)
+                    for i, blob in enumerate(layer.blobs)])
+            for name, layer in zip(self.layer_names, self.layers)], write_diff)
 
     def copy_from(self, source):
         """Copy parameters by layer name from a NetParameter, a .caffemodel (V0, V1 or V2) or
         a .caffemodel.h5. Layers the source lacks keep their values (their fillers' for a
         renamed layer); a parameter of another shape is an error."""
         where = source if isinstance(source, (str, os.PathLike)) else "the given net"
-        for name, arrays in _source_layers(source):
+        self.copy_layers(_source_layers(source), where)
+
+    def copy_layers(self, layers, where):
+        """Copy (layer name, {index: array}) pairs into the layers of the same name (see
+        copy_from); ``where`` names the source in errors."""
+        for name, arrays in layers:
             if not arrays:
                 continue
             target = self.layer_dict.get(name)
@@ -396,17 +406,18 @@ class Net:
             log.info("Copied weights of layer %s", name)
 
     def share_weights_from(self, other):
-        """Use the parameter storage of ``other``'s layers of the same name (test nets)."""
+        """Use the parameter storage of ``other``'s layers of the same name (test nets; pycaffe's
+        ``share_with``). Data is shared, gradients stay this net's own."""
         for name, layer in zip(self.layer_names, self.layers):
             source = other.layer_dict.get(name)
             if source is None or not layer.blobs:
                 continue
             if len(source.blobs) != len(layer.blobs):
-                layer.fail(f"cannot share weights with the train net: {len(source.blobs)} "
+                layer.fail(f"cannot share weights with net '{other.name}': {len(source.blobs)} "
                            f"blobs there, {len(layer.blobs)} here")
             for mine, theirs in zip(layer.blobs, source.blobs):
                 if mine.shape != theirs.shape:
-                    layer.fail(f"cannot share weights with the train net: shape "
+                    layer.fail(f"cannot share weights with net '{other.name}': shape "
                                f"{theirs.shape} there, {mine.shape} here")
                 mine.share_data(theirs)
 

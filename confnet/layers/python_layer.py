@@ -6,6 +6,7 @@ user allows it: ``confnet train --allow-python-layers`` or, from Python,
 ``confnet.layers.python_layer.allow_python_layers()``.
 """
 
+import contextlib
 import importlib
 import inspect
 import os
@@ -21,6 +22,18 @@ def allow_python_layers(flag=True):
     """Allow (or, with flag=False, forbid again) nets to load the Python layers they name."""
     global _allowed
     _allowed = bool(flag)
+
+
+@contextlib.contextmanager
+def python_layers_allowed():
+    """Allow Python layers while the block runs, then restore the previous setting (for
+    confnet.caffe, whose nets may always load them, as pycaffe's do)."""
+    global _allowed
+    saved, _allowed = _allowed, True
+    try:
+        yield
+    finally:
+        _allowed = saved
 
 
 @register_layer("Python")

@@ -39,6 +39,7 @@ log = logging.getLogger("confnet")
 
 class Solver:
     history_per_param = 1   # blobs of optimizer state per learnable parameter
+    net_class = Net         # the class of the train and test nets (confnet.caffe's Net there)
 
     def __init__(self, param, solver_path=None):
         self.param = param
@@ -60,6 +61,9 @@ class Solver:
         self.requested_stop = False       # finish the current iteration, then stop
         self.requested_snapshot = False   # snapshot after the current iteration
         self.on_iteration = []   # callbacks f(solver, loss) after each iteration
+        # Caffe's Solver::Callback: objects with on_start() (before forward) and
+        # on_gradients_ready() (after backward, before the update), called every iteration.
+        self.callbacks = []
         self.metrics = None      # a metrics.CSVWriter while solve() runs, opened at its first row
         self._metrics_spec = None
         self._started = time.monotonic()
@@ -91,7 +95,7 @@ class Solver:
         net_param = self._net_param(sources[0])
         state = p.train_state
         log.info("Creating training net from %s", sources[0])
-        return Net(net_param, TRAIN, state.level, list(state.stage))
+        return self.net_class(net_param, TRAIN, state.level, list(state.stage))
 
     def _net_param(self, field):
         value = getattr(self.param, field)
@@ -124,7 +128,7 @@ class Solver:
                 net_param.CopyFrom(value)
             state = p.test_state[i] if p.test_state else pb.NetState()
             log.info("Creating test net (#%d) from %s", i, field)
-            nets.append(Net(net_param, TEST, state.level, list(state.stage)))
+            nets.append(self.net_class(net_param, TEST, state.level, list(state.stage)))
         return nets
 
     # -- the loop ------------------------------------------------------------------------------
@@ -197,10 +201,14 @@ class Solver:
                     self.test_all()
                 if self.requested_stop:
                     break
+            for callback in self.callbacks:
+                callback.on_start()
             loss = self._forward_backward()
             if p.display and self.iter % p.display == 0:
                 self._read_device_losses()
                 self._display(sum(self.losses) / len(self.losses), clock.lap(self.iter))
+            for callback in self.callbacks:
+                callback.on_gradients_ready()
             self.apply_update()
             self.iter += 1
             for callback in self.on_iteration:
