@@ -242,9 +242,21 @@ class Net:
                                    f"outputs are: {', '.join(self.outputs) or 'none'}")
             self.blobs[name].diff[...] = value
         last = self._layer_index(end, 0)
+        wanted = self.bottom_ids[last] if end is not None else self.inputs
+        self._check_gradients_reach(wanted)
         self._backward(self._layer_index(start, len(self.layers) - 1), last)
-        names = (self.bottom_ids[last] if end is not None else self.inputs) + list(diffs or ())
-        return {name: self.blobs[name].diff for name in names}
+        return {name: self.blobs[name].diff for name in wanted + list(diffs or ())}
+
+    def _check_gradients_reach(self, names):
+        """Refuse a backward whose answer would be all zeros: no layer writes the diff of any of
+        ``names`` (an inference net computes no input gradients unless force_backward is set)."""
+        reached = {name for bottoms, needs in zip(self.bottom_ids, self.bottom_need_backward)
+                   for name, need in zip(bottoms, needs) if need}
+        if names and not reached.intersection(names):
+            hint = ("set 'force_backward: true' in the net definition" if not self.force_backward
+                    else "no loss or output diff depends on them")
+            raise ConfnetError(f"net '{self.name}': backward computes no gradient for "
+                               f"{', '.join(names)}; {hint}")
 
     def _seed_loss_diffs(self):
         for i, layer in enumerate(self.layers):
@@ -319,11 +331,14 @@ class Net:
     def copy_from(self, source):
         """Copy parameters by layer name from a NetParameter, a .caffemodel (V0, V1 or V2) or
         a .caffemodel.h5. Layers the source lacks keep their values (their fillers' for a
-        renamed layer); a parameter of another shape is an error."""
+        renamed layer); a parameter of another shape is an error, and so is a source of which
+        no layer matches (weights of another net). Returns the names of the layers copied."""
         where = source if isinstance(source, (str, os.PathLike)) else "the given net"
+        offered, copied = [], []
         for name, arrays in _source_layers(source):
             if not arrays:
                 continue
+            offered.append(name)
             target = self.layer_dict.get(name)
             if target is None:
                 log.info("Ignoring source layer %s", name)
@@ -337,6 +352,9 @@ class Net:
                 blob = target.blobs[j]
                 blob.data[...] = _fit_shape(array, blob.shape, where, name, j)
             log.info("Copied weights of layer %s", name)
+            copied.append(name)
+        _report_copied(where, self, offered, copied)
+        return copied
 
     def share_weights_from(self, other):
         """Use the parameter storage of ``other``'s layers of the same name (test nets)."""
@@ -374,6 +392,28 @@ def _source_layers(source):
     # One layer at a time, so a large model is not held twice.
     return ((lp.name, {j: blob_to_array(bp, where=f"{where}: layer '{lp.name}' param {j}")
                        for j, bp in enumerate(lp.blobs)}) for lp in param.layer)
+
+
+def _report_copied(where, net, offered, copied):
+    """Weights that match no layer would leave the net as its fillers made it: an error. A
+    partial match is what fine-tuning does; it is said, with the count."""
+    wanting = [name for name, layer in net.layer_dict.items() if layer.blobs]
+    if not copied and wanting:
+        raise ConfnetError(
+            f"{where}: none of its {len(offered)} layers with weights "
+            f"({_names(offered)}) matches a layer of net '{net.name}' with parameters "
+            f"({_names(wanting)}); are these the weights of another net?")
+    if copied and len(copied) < len(wanting):
+        log.warning("%s: copied the weights of %d of the %d layers with parameters (%s); the "
+                    "others keep their fillers' values", where, len(copied), len(wanting),
+                    _names(copied))
+    elif copied:
+        log.info("%s: copied the weights of all %d layers with parameters", where, len(copied))
+
+
+def _names(names, most=6):
+    shown = ", ".join(names[:most])
+    return f"{shown}, ... ({len(names)} in all)" if len(names) > most else shown or "none"
 
 
 def _fit_shape(array, shape, where, layer_name, index):

@@ -47,6 +47,7 @@ class Solver:
         if param.random_seed >= 0:
             rng.seed(param.random_seed)
         self.net = self._train_net()
+        self._check_loss(self.net)
         self.test_nets = self._test_nets()
         for test_net in self.test_nets:
             test_net.share_weights_from(self.net)
@@ -92,6 +93,14 @@ class Solver:
         state = p.train_state
         log.info("Creating training net from %s", sources[0])
         return Net(net_param, TRAIN, state.level, list(state.stage))
+
+    @staticmethod
+    def _check_loss(net):
+        """A train net without a loss would "train" with loss 0 and snapshot unchanged weights."""
+        if not any(w for layer in net.layers for w in layer.loss_weights):
+            raise ConfnetError(f"solver: the train net '{net.name}' has no loss (no layer with "
+                               "a loss_weight, such as SoftmaxWithLoss), so training would "
+                               "change nothing; add a loss layer to its TRAIN phase")
 
     def _net_param(self, field):
         value = getattr(self.param, field)
