@@ -388,7 +388,7 @@ def _source_layers(source):
     elif hdf5.is_hdf5(source):
         return hdf5.read_weights(source)
     else:
-        param, where = read_net(source), source
+        param, where = read_net(source, weights=True), source
     # One layer at a time, so a large model is not held twice.
     return ((lp.name, {j: blob_to_array(bp, where=f"{where}: layer '{lp.name}' param {j}")
                        for j, bp in enumerate(lp.blobs)}) for lp in param.layer)
