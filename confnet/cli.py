@@ -42,11 +42,13 @@ class _Group(click.Group):
             click.echo(f"confnet: error: {where}{error.strerror or error}; check the path and "
                        "its permissions", err=True)
             sys.exit(1)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             if ctx.params.get("debug"):
                 raise
-            click.echo("confnet: interrupted: stopped at once, nothing more written", err=True)
-            sys.exit(130)
+            from .signals import Terminated
+            what = "terminated (SIGTERM)" if isinstance(interrupt, Terminated) else "interrupted"
+            click.echo(f"confnet: {what}: stopped at once, nothing more written", err=True)
+            sys.exit(143 if isinstance(interrupt, Terminated) else 130)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,6 +79,10 @@ def _check_gpu(gpu):
 def _signal_options(command):
     """Caffe's --sigint_effect / --sighup_effect (either spelling)."""
     effects = click.Choice(["stop", "snapshot", "none"])
+    command = click.option(
+        "--sigterm-effect", "--sigterm_effect", "sigterm_effect", type=effects, default="stop",
+        show_default=True, help="What SIGTERM (kill, job schedulers) does: as for "
+        "--sigint-effect.")(command)
     command = click.option(
         "--sighup-effect", "--sighup_effect", "sighup_effect", type=effects, default="snapshot",
         show_default=True, help="What SIGHUP does: snapshot and go on, stop (after a snapshot), "
@@ -112,8 +118,8 @@ def _seed(seed):
 @click.option("--gpu", help="GPU id (not available yet).")
 @_signal_options
 @_state_options
-def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect, level,
-          stages):
+def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect,
+          sigterm_effect, level, stages):
     """Train the net a solver describes.
 
     \b
@@ -125,7 +131,7 @@ def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effec
     if weights and snapshot:
         raise ConfnetError("give --weights or --snapshot, not both")
     _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect,
-                  level, stages)
+                  level, stages, sigterm_effect)
 
 
 @main.command()
@@ -137,7 +143,8 @@ def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effec
 @click.option("--gpu", help="GPU id (not available yet).")
 @_signal_options
 @_state_options
-def finetune(solver_path, weights, seed, gpu, sigint_effect, sighup_effect, level, stages):
+def finetune(solver_path, weights, seed, gpu, sigint_effect, sighup_effect, sigterm_effect,
+             level, stages):
     """Train starting from pretrained weights.
 
     \b
@@ -145,13 +152,13 @@ def finetune(solver_path, weights, seed, gpu, sigint_effect, sighup_effect, leve
       confnet finetune --solver solver.prototxt --weights pretrained.caffemodel
     """
     _run_training(solver_path, weights, None, seed, gpu, sigint_effect, sighup_effect, level,
-                  stages)
+                  stages, sigterm_effect)
 
 
 def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop",
-                  sighup_effect="snapshot", level=0, stages=()):
-    """Build the solver and train; Ctrl-C and SIGHUP act as the effects say; a live progress
-    line on a terminal."""
+                  sighup_effect="snapshot", level=0, stages=(), sigterm_effect="stop"):
+    """Build the solver and train; Ctrl-C, SIGTERM and SIGHUP act as the effects say; a live
+    progress line on a terminal."""
     import numpy as np
 
     from .proto import io
@@ -172,7 +179,7 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
     progress = _progress_line(solver)
     try:
         # A nan or inf loss stops training with its own message: no numpy warnings before it.
-        with handle_signals(solver, sigint_effect, sighup_effect), \
+        with handle_signals(solver, sigint_effect, sighup_effect, sigterm_effect), \
                 np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
                 _solver_file_named(solver_path):
             solver.solve(snapshot)
@@ -270,11 +277,13 @@ def convert_data(src, db, root, resize_height, resize_width, gray, shuffle, enco
           --resize-width 256 --encoded
     """
     from .data.convert import convert_imageset
-    result = convert_imageset(
-        src, db, root=root, resize_height=resize_height, resize_width=resize_width, gray=gray,
-        shuffle=shuffle, encoded=encoded, encode_type=encode_type, check_size=check_size,
-        workers=workers or None, seed=seed,
-        on_bad_image="fail" if fail_on_bad else "skip", progress=sys.stderr.isatty())
+    from .signals import terminate_interrupts
+    with terminate_interrupts():
+        result = convert_imageset(
+            src, db, root=root, resize_height=resize_height, resize_width=resize_width,
+            gray=gray, shuffle=shuffle, encoded=encoded, encode_type=encode_type,
+            check_size=check_size, workers=workers or None, seed=seed,
+            on_bad_image="fail" if fail_on_bad else "skip", progress=sys.stderr.isatty())
     click.echo(f"{db}: {result}")
 
 

@@ -8,6 +8,7 @@ count, same format) is stored byte for byte; otherwise the image is decoded and 
 Resizing uses Pillow's bilinear filter, which differs slightly from OpenCV's when shrinking.
 """
 
+import contextlib
 import io
 import logging
 import os
@@ -23,6 +24,7 @@ from PIL import Image, UnidentifiedImageError
 from confnet.data.datum import array_to_datum, datum_key, encode_image, image_to_array
 from confnet.data.lmdb_io import LMDBWriter
 from confnet.errors import ConfnetError
+from confnet.signals import default_sigterm
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +92,7 @@ def convert_imageset(src, db, *, root=None, resize_height=0, resize_width=0, gra
     result = ConvertResult(db=db, written=0, labels=labels)
     workers = workers or os.cpu_count() or 1
     # The pool starts before the database is opened, so no worker inherits the LMDB environment.
-    pool = (ProcessPoolExecutor if processes else ThreadPoolExecutor)(workers)
-    with pool, LMDBWriter(db, overwrite=overwrite) as writer, \
+    with _pool(processes, workers) as pool, LMDBWriter(db, overwrite=overwrite) as writer, \
             _Progress(len(items), progress) as bar:
         first_shape = None
         for index, path, key, value, shape, error in _load_all(pool, workers, items, options):
@@ -109,6 +110,20 @@ def convert_imageset(src, db, *, root=None, resize_height=0, resize_width=0, gra
         _write_atomically(labels_path, "".join(name + "\n" for name in labels))
     result.seconds = time.monotonic() - started
     return result
+
+
+@contextlib.contextmanager
+def _pool(processes, workers):
+    """Decoding workers that are all gone when the block ends, however it ends: queued chunks
+    are cancelled (an interrupt does not wait for the whole list) and the workers joined."""
+    if processes:
+        pool = ProcessPoolExecutor(workers, initializer=default_sigterm)
+    else:
+        pool = ThreadPoolExecutor(workers)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _list_images(src, root):
