@@ -268,7 +268,7 @@ def convert_data(src, db, root, resize_height, resize_width, gray, shuffle, enco
     """Convert images into an LMDB of Caffe Datum records.
 
     SRC is a folder with one subfolder per class (labels by sorted folder name, written to
-    labels.txt beside DB) or a Caffe list file of "path label" lines.
+    DB/labels.txt, inside the database) or a Caffe list file of "path label" lines.
 
     \b
     Example:

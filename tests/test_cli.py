@@ -130,7 +130,7 @@ def test_convert_and_compute_mean(tmp_path):
     code, output = run(["convert-data", str(tmp_path / "img"), str(tmp_path / "db"), "--gray"])
     assert code == 0, output
     assert "broken.png" in output
-    assert (tmp_path / "labels.txt").read_text().split() == ["cat", "dog"]
+    assert (tmp_path / "db" / "labels.txt").read_text().split() == ["cat", "dog"]
     code, output = run(["compute-mean", str(tmp_path / "db"), str(tmp_path / "mean.binaryproto")])
     assert code == 0, output
     assert (tmp_path / "mean.binaryproto").exists()

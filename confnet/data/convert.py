@@ -1,7 +1,7 @@
 """Images to an LMDB of Datums, as Caffe's convert_imageset does, decoding in parallel.
 
 The source is a folder with one subfolder per class (labels 0, 1, ... by sorted folder name,
-written to `labels.txt` beside the database) or a Caffe list file of `relative/path label` lines.
+written to `labels.txt` inside the database folder, so each database carries its own mapping) or a Caffe list file of `relative/path label` lines.
 Keys are `%08d_<relative path>` with the index in the (shuffled) list, so an unreadable image
 leaves a gap, as in Caffe. With `encoded`, a file that needs no change (no resize, right channel
 count, same format) is stored byte for byte; otherwise the image is decoded and re-encoded.
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                     ".pgm", ".pbm"}
 _CHUNK = 64  # images per task handed to a worker
+LABELS_FILE = "labels.txt"  # class names, one a line, inside the database folder
 
 
 @dataclass
@@ -85,9 +86,8 @@ def convert_imageset(src, db, *, root=None, resize_height=0, resize_width=0, gra
     items, labels = _list_images(src, root)
     if shuffle:
         items = [items[i] for i in np.random.default_rng(seed).permutation(len(items))]
-    labels_path = os.path.join(os.path.dirname(os.path.abspath(db)), "labels.txt")
     if labels is not None:
-        _check_labels_file(labels_path, labels)
+        _compare_with_siblings(db, labels)
     options = _Options(resize_height, resize_width, gray, encoded, encode_type.lower())
     result = ConvertResult(db=db, written=0, labels=labels)
     workers = workers or os.cpu_count() or 1
@@ -106,8 +106,8 @@ def convert_imageset(src, db, *, root=None, resize_height=0, resize_width=0, gra
                                    f"{_dims(first_shape)}; resize them or drop check_size")
             writer.put(datum_key(index, key), value)
             result.written += 1
-    if labels is not None:
-        _write_atomically(labels_path, "".join(name + "\n" for name in labels))
+        if labels is not None:
+            writer.write_file(LABELS_FILE, "".join(name + "\n" for name in labels))
     result.seconds = time.monotonic() - started
     return result
 
@@ -176,15 +176,31 @@ def read_list_file(list_file, root=None):
     return items
 
 
-def _check_labels_file(path, labels):
-    if not os.path.exists(path):
-        return
+def read_labels(db):
+    """The class names of a database converted from class folders (None if it has none)."""
+    path = os.path.join(os.fspath(db), LABELS_FILE)
+    if not os.path.isfile(path):
+        return None
     with open(path, encoding="utf-8") as f:
-        existing = f.read().splitlines()
-    if existing != labels:
-        raise ConfnetError(f"'{path}' lists other classes ({len(existing)}) than this source "
-                           f"({len(labels)}), so labels would not match; remove it or write the "
-                           "database to another folder")
+        return f.read().splitlines()
+
+
+def _compare_with_siblings(db, labels):
+    """Warn when a database beside `db` (train beside test) numbers other classes: label k
+    would not mean the same class in both."""
+    folder = os.path.dirname(os.path.abspath(db))
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+        other = os.path.join(folder, name)
+        theirs = read_labels(other) if other != os.path.abspath(db) else None
+        if theirs is None or theirs == labels:
+            continue
+        only_here = sorted(set(labels) - set(theirs))
+        only_there = sorted(set(theirs) - set(labels))
+        difference = (f"classes only here: {', '.join(only_here) or 'none'}; only in '{name}': "
+                      f"{', '.join(only_there) or 'none'}" if only_here or only_there
+                      else "the same classes in another order")
+        log.warning("'%s' numbers its classes differently from '%s' beside it (%s); their "
+                    "labels do not mean the same classes", db, other, difference)
 
 
 def _load_all(pool, workers, items, options):
@@ -277,13 +293,6 @@ def _bad_image(result, path, error, on_bad_image):
 
 def _dims(shape):
     return "x".join(str(d) for d in shape)
-
-
-def _write_atomically(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 class _Progress:
