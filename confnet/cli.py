@@ -42,6 +42,13 @@ class _Group(click.Group):
             click.echo(f"confnet: error: {where}{error.strerror or error}; check the path and "
                        "its permissions", err=True)
             sys.exit(1)
+        except MemoryError:
+            if ctx.params.get("debug"):
+                raise
+            click.echo(f"confnet: error: out of memory while running 'confnet "
+                       f"{ctx.invoked_subcommand}'; make the batch, the net or the data smaller",
+                       err=True)
+            sys.exit(1)
         except KeyboardInterrupt as interrupt:
             if ctx.params.get("debug"):
                 raise

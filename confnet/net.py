@@ -31,6 +31,7 @@ import numpy as np
 from .blob import Blob
 from .errors import ConfnetError
 from .layers import TRAIN, create_layer
+from .memory import NetBudget
 from .proto import confnet_pb2 as pb
 
 log = logging.getLogger("confnet")
@@ -62,6 +63,7 @@ class Net:
         self.layers, self.layer_names = [], []
         self.bottom_ids, self.top_ids = [], []
         self.blobs = OrderedDict()
+        self._budget = NetBudget(self.name)
         for lp in layer_params:
             self._append_layer(lp)
         self._collect_params()
@@ -102,7 +104,12 @@ class Net:
             self.blobs[name] = tops[-1]
         log.info("Creating layer %s (%s): %s -> %s", lp.name, lp.type,
                  ", ".join(lp.bottom) or "-", ", ".join(top_names) or "-")
-        layer.setup(bottoms, tops)
+        try:
+            layer.setup(bottoms, tops)
+        except MemoryError:
+            layer.fail("out of memory while setting up its tops and parameters; make the "
+                       "batch or the layer smaller")
+        self._budget.add(layer, tops)
         for name, blob in zip(top_names, tops):
             log.info("Top shape: %s (%d)", " ".join(map(str, blob.shape)), blob.count)
         self.layers.append(layer)
