@@ -16,9 +16,19 @@ from .errors import ConfnetError
 log = logging.getLogger("confnet")
 
 
+_GLOBAL_FLAGS = ("--debug", "--quiet", "-q", "--allow-python-layers")
+
+
 class _Group(click.Group):
     """Turns a ConfnetError (or an OSError, or a usage mistake) from any command into one line
-    and a non-zero exit code; a Ctrl-C that stops at once into one line and exit code 130."""
+    and a non-zero exit code; a Ctrl-C that stops at once into one line and exit code 130.
+    The group's flags (--debug, -q, ...) are accepted after the command too."""
+
+    def parse_args(self, ctx, args):
+        end = args.index("--") if "--" in args else len(args)
+        moved = [a for a in args[:end] if a in _GLOBAL_FLAGS]
+        rest = [a for a in args[:end] if a not in _GLOBAL_FLAGS] + args[end:]
+        return super().parse_args(ctx, moved + rest)
 
     def invoke(self, ctx):
         try:
@@ -133,7 +143,7 @@ def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effec
     Example:
       confnet train --solver models/lenet/solver.prototxt
       confnet train --solver models/lenet/solver.prototxt \\
-          --snapshot examples/lenet_iter_500.solverstate
+          --snapshot examples/lenet/lenet_iter_1000.solverstate
     """
     if weights and snapshot:
         raise ConfnetError("give --weights or --snapshot, not both")
@@ -193,6 +203,21 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
     finally:
         if progress:
             progress.close()
+    _say_where_weights_are(solver)
+
+
+def _say_where_weights_are(solver):
+    """The last line of a training run: the file holding the final weights, or why none does."""
+    saved = solver.last_snapshot
+    if saved and saved[0] == solver.iter:
+        click.echo(f"Final weights (iteration {solver.iter}): {saved[1]}")
+    elif saved:
+        click.echo(f"The final weights (iteration {solver.iter}) are not saved "
+                   f"(snapshot_after_train: false); the newest are {saved[1]} (iteration "
+                   f"{saved[0]})")
+    else:
+        click.echo(f"The final weights (iteration {solver.iter}) are not saved: the solver "
+                   "has no snapshot_prefix")
 
 
 @contextlib.contextmanager
@@ -229,7 +254,7 @@ def test(model, weights, iterations, phase, gpu, level, stages):
     \b
     Example:
       confnet test --model models/lenet/train_val.prototxt \\
-          --weights examples/lenet_iter_3000.caffemodel --iterations 10
+          --weights examples/lenet/lenet_iter_3000.caffemodel --iterations 10
     """
     import numpy as np
 
@@ -381,8 +406,26 @@ def time_command(model, iterations, phase, use_mean, gpu, level, stages):
     if not net.layers:
         raise ConfnetError(f"{model}: the net has no layers in phase {phase}; nothing to time")
     log.info("Timing %d forward+backward iterations of %s", iterations, net.name)
-    for line in timing.table(timing.time_net(net, iterations), use_mean):
+    import shutil
+    result = timing.time_net(net, iterations, progress=_passes_shown(iterations))
+    for line in timing.table(result, use_mean, shutil.get_terminal_size((80, 24)).columns):
         click.echo(line)
+
+
+def _passes_shown(iterations):
+    """A progress callback for `confnet time`: a live count on a terminal, else a log line at
+    every tenth of the passes."""
+    tty = sys.stderr.isatty()
+
+    def show(done, total):
+        if tty:
+            end = "\n" if done == total else ""
+            click.echo(f"\rtiming: pass {done}/{total} (pass 0 is the warm-up)", err=True,
+                       nl=False)
+            click.echo(end, err=True, nl=False)
+        elif done and done % max(total // 10, 1) == 0:
+            log.info("Timed %d of %d passes", done, total)
+    return show
 
 
 @main.command()

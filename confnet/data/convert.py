@@ -1,7 +1,8 @@
 """Images to an LMDB of Datums, as Caffe's convert_imageset does, decoding in parallel.
 
 The source is a folder with one subfolder per class (labels 0, 1, ... by sorted folder name,
-written to `labels.txt` inside the database folder, so each database carries its own mapping) or a Caffe list file of `relative/path label` lines.
+written to `labels.txt` inside the database folder, so each database carries its own mapping)
+or a Caffe list file of `relative/path label` lines.
 Keys are `%08d_<relative path>` with the index in the (shuffled) list, so an unreadable image
 leaves a gap, as in Caffe. With `encoded`, a file that needs no change (no resize, right channel
 count, same format) is stored byte for byte; otherwise the image is decoded and re-encoded.
@@ -43,13 +44,16 @@ class ConvertResult:
     bad: list = field(default_factory=list)
     labels: list = None
     seconds: float = 0.0
+    not_images: int = 0   # files in the class folders without an image extension, ignored
 
     @property
     def skipped(self):
         return len(self.bad)
 
     def __str__(self):
-        return (f"{self.written} images written, {self.skipped} unreadable skipped, "
+        ignored = (f", {self.not_images} files that are not images ignored"
+                   if self.not_images else "")
+        return (f"{self.written} images written, {self.skipped} unreadable skipped{ignored}, "
                 f"in {self.seconds:.1f} s")
 
 
@@ -83,13 +87,13 @@ def convert_imageset(src, db, *, root=None, resize_height=0, resize_width=0, gra
         log.warning("resize needs both resize_height and resize_width; images are not resized")
     started = time.monotonic()
     src, db = os.fspath(src), os.fspath(db)
-    items, labels = _list_images(src, root)
+    items, labels, not_images = _list_images(src, root)
     if shuffle:
         items = [items[i] for i in np.random.default_rng(seed).permutation(len(items))]
     if labels is not None:
         _compare_with_siblings(db, labels)
     options = _Options(resize_height, resize_width, gray, encoded, encode_type.lower())
-    result = ConvertResult(db=db, written=0, labels=labels)
+    result = ConvertResult(db=db, written=0, labels=labels, not_images=not_images)
     workers = workers or os.cpu_count() or 1
     # The pool starts before the database is opened, so no worker inherits the LMDB environment.
     with _pool(processes, workers) as pool, LMDBWriter(db, overwrite=overwrite) as writer, \
@@ -98,7 +102,8 @@ def convert_imageset(src, db, *, root=None, resize_height=0, resize_width=0, gra
         for index, path, key, value, shape, error in _load_all(pool, workers, items, options):
             bar.advance()
             if error is not None:
-                _bad_image(result, path, error, on_bad_image)
+                with bar.set_aside():
+                    _bad_image(result, path, error, on_bad_image)
                 continue
             first_shape = first_shape or shape
             if check_size and shape != first_shape:
@@ -127,11 +132,12 @@ def _pool(processes, workers):
 
 
 def _list_images(src, root):
-    """[(relative path, absolute path, label)] and the class names (None for a list file)."""
+    """[(relative path, absolute path, label)], the class names (None for a list file) and the
+    number of files ignored for not being images."""
     if os.path.isdir(src):
         return _list_class_folders(src)
     if os.path.isfile(src):
-        return read_list_file(src, root), None
+        return read_list_file(src, root), None, 0
     raise ConfnetError(f"image source '{src}' does not exist; give a folder of class subfolders "
                        "or a list file of 'path label' lines")
 
@@ -142,18 +148,20 @@ def _list_class_folders(src):
     if not classes:
         raise ConfnetError(f"folder '{src}' has no class subfolders; put the images of each class "
                            "in a subfolder named after it")
-    items = []
+    items, not_images = [], 0
     for label, name in enumerate(classes):
         for folder, dirs, files in os.walk(os.path.join(src, name)):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for file in sorted(files):
-                if os.path.splitext(file)[1].lower() in IMAGE_EXTENSIONS:
-                    path = os.path.join(folder, file)
-                    items.append((os.path.relpath(path, src).replace(os.sep, "/"), path, label))
+                if os.path.splitext(file)[1].lower() not in IMAGE_EXTENSIONS:
+                    not_images += not file.startswith(".")
+                    continue
+                path = os.path.join(folder, file)
+                items.append((os.path.relpath(path, src).replace(os.sep, "/"), path, label))
     if not items:
         raise ConfnetError(f"folder '{src}' has no images in its class subfolders (extensions: "
                            f"{' '.join(sorted(IMAGE_EXTENSIONS))})")
-    return items, classes
+    return items, classes, not_images
 
 
 def read_list_file(list_file, root=None):
@@ -318,6 +326,18 @@ class _Progress:
             self.shown_tenth = self.done * 10 // max(self.total, 1)
             self.stream.write(self._line(now) + "\n")
         self.stream.flush()
+
+    @contextlib.contextmanager
+    def set_aside(self):
+        """Clear the bar's line for a message written inside the block, then draw it again
+        below, so a warning never glues onto the bar."""
+        if self.enabled and self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+        yield
+        if self.enabled and self.tty:
+            self.stream.write("\r" + self._line(time.monotonic()))
+            self.stream.flush()
 
     def _line(self, now):
         fraction = self.done / max(self.total, 1)

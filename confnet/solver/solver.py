@@ -59,6 +59,7 @@ class Solver:
         self.requested_snapshot = False   # snapshot after the current iteration
         self.on_iteration = []   # callbacks f(solver, loss) after each iteration
         self.metrics = None      # a metrics.CSVWriter while solve() runs, opened at its first row
+        self.last_snapshot = None   # (iteration, weights file) of the newest snapshot written
         self._metrics_spec = None
         self._started = time.monotonic()
 
@@ -378,6 +379,7 @@ class Solver:
         log.info("Snapshotting solver state to %s %s", kind, state_file)
         write = hdf5.write_solver_state if in_hdf5 else io.write_binary
         write(self._solver_state(model), state_file)
+        self.last_snapshot = (self.iter, model)
         return model, state_file
 
     def _solver_state(self, model):
