@@ -147,3 +147,21 @@ def test_load_image_and_read_list_file(tmp_path):
     assert read_list_file(tmp_path / "list.txt") == [("cat/0.png", str(tmp_path / "cat/0.png"), 4)]
     np.testing.assert_array_equal(load_image(tmp_path / "cat/0.png"), expected["cat/0.png"][0])
     assert load_image(tmp_path / "cat/0.png", 2, 3, gray=True).shape == (1, 2, 3)
+
+
+def test_a_warning_does_not_glue_onto_the_progress_bar():
+    """On a terminal, the bar's line is cleared before a message and drawn again after it."""
+    import io
+
+    from confnet.data.convert import _Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    bar = _Progress(4, True, stream)
+    bar.advance()
+    with bar.set_aside():
+        stream.write("WARNING skipping 'x.png'\n")
+    assert "\r\033[KWARNING skipping 'x.png'\n\r[" in stream.getvalue()
