@@ -255,15 +255,20 @@ class Net:
         return {name: self.blobs[name].diff for name in wanted + list(diffs or ())}
 
     def _check_gradients_reach(self, names):
-        """Refuse a backward whose answer would be all zeros: no layer writes the diff of any of
-        ``names`` (an inference net computes no input gradients unless force_backward is set)."""
+        """Say so when no layer writes the diff of any of ``names`` (an inference net computes
+        no input gradients unless force_backward is set): an error when backward would compute
+        nothing at all, a warning when it still computes parameter gradients (a training net)."""
         reached = {name for bottoms, needs in zip(self.bottom_ids, self.bottom_need_backward)
                    for name, need in zip(bottoms, needs) if need}
-        if names and not reached.intersection(names):
-            hint = ("set 'force_backward: true' in the net definition" if not self.force_backward
-                    else "no loss or output diff depends on them")
-            raise ConfnetError(f"net '{self.name}': backward computes no gradient for "
-                               f"{', '.join(names)}; {hint}")
+        if not names or reached.intersection(names):
+            return
+        hint = ("set 'force_backward: true' in the net definition" if not self.force_backward
+                else "no loss or output diff depends on them")
+        message = f"net '{self.name}': backward computes no gradient for {', '.join(names)}"
+        if not any(self.layer_need_backward):
+            raise ConfnetError(f"{message}; {hint}")
+        log.warning("%s (their diffs stay zero), only parameter gradients; for input "
+                    "gradients %s", message, hint)
 
     def _seed_loss_diffs(self):
         for i, layer in enumerate(self.layers):
