@@ -16,9 +16,19 @@ from .errors import ConfnetError
 log = logging.getLogger("confnet")
 
 
+_GLOBAL_FLAGS = ("--debug", "--quiet", "-q", "--allow-python-layers")
+
+
 class _Group(click.Group):
     """Turns a ConfnetError (or an OSError, or a usage mistake) from any command into one line
-    and a non-zero exit code; a Ctrl-C that stops at once into one line and exit code 130."""
+    and a non-zero exit code; a Ctrl-C that stops at once into one line and exit code 130.
+    The group's flags (--debug, -q, ...) are accepted after the command too."""
+
+    def parse_args(self, ctx, args):
+        end = args.index("--") if "--" in args else len(args)
+        moved = [a for a in args[:end] if a in _GLOBAL_FLAGS]
+        rest = [a for a in args[:end] if a not in _GLOBAL_FLAGS] + args[end:]
+        return super().parse_args(ctx, moved + rest)
 
     def invoke(self, ctx):
         try:
@@ -42,11 +52,20 @@ class _Group(click.Group):
             click.echo(f"confnet: error: {where}{error.strerror or error}; check the path and "
                        "its permissions", err=True)
             sys.exit(1)
-        except KeyboardInterrupt:
+        except MemoryError:
             if ctx.params.get("debug"):
                 raise
-            click.echo("confnet: interrupted: stopped at once, nothing more written", err=True)
-            sys.exit(130)
+            click.echo(f"confnet: error: out of memory while running 'confnet "
+                       f"{ctx.invoked_subcommand}'; make the batch, the net or the data smaller",
+                       err=True)
+            sys.exit(1)
+        except KeyboardInterrupt as interrupt:
+            if ctx.params.get("debug"):
+                raise
+            from .signals import Terminated
+            what = "terminated (SIGTERM)" if isinstance(interrupt, Terminated) else "interrupted"
+            click.echo(f"confnet: {what}: stopped at once, nothing more written", err=True)
+            sys.exit(143 if isinstance(interrupt, Terminated) else 130)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -103,6 +122,10 @@ def _signal_options(command):
     """Caffe's --sigint_effect / --sighup_effect (either spelling)."""
     effects = click.Choice(["stop", "snapshot", "none"])
     command = click.option(
+        "--sigterm-effect", "--sigterm_effect", "sigterm_effect", type=effects, default="stop",
+        show_default=True, help="What SIGTERM (kill, job schedulers) does: as for "
+        "--sigint-effect.")(command)
+    command = click.option(
         "--sighup-effect", "--sighup_effect", "sighup_effect", type=effects, default="snapshot",
         show_default=True, help="What SIGHUP does: snapshot and go on, stop (after a snapshot), "
         "or nothing.")(command)
@@ -137,20 +160,20 @@ def _seed(seed):
 @click.option("--gpu", help=_GPU_HELP)
 @_signal_options
 @_state_options
-def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect, level,
-          stages):
+def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect,
+          sigterm_effect, level, stages):
     """Train the net a solver describes.
 
     \b
     Example:
       confnet train --solver models/lenet/solver.prototxt
       confnet train --solver models/lenet/solver.prototxt \\
-          --snapshot examples/lenet_iter_500.solverstate
+          --snapshot examples/lenet/lenet_iter_1000.solverstate
     """
     if weights and snapshot:
         raise ConfnetError("give --weights or --snapshot, not both")
     _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect,
-                  level, stages)
+                  level, stages, sigterm_effect)
 
 
 @main.command()
@@ -162,7 +185,8 @@ def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effec
 @click.option("--gpu", help=_GPU_HELP)
 @_signal_options
 @_state_options
-def finetune(solver_path, weights, seed, gpu, sigint_effect, sighup_effect, level, stages):
+def finetune(solver_path, weights, seed, gpu, sigint_effect, sighup_effect, sigterm_effect,
+             level, stages):
     """Train starting from pretrained weights.
 
     \b
@@ -170,13 +194,13 @@ def finetune(solver_path, weights, seed, gpu, sigint_effect, sighup_effect, leve
       confnet finetune --solver solver.prototxt --weights pretrained.caffemodel
     """
     _run_training(solver_path, weights, None, seed, gpu, sigint_effect, sighup_effect, level,
-                  stages)
+                  stages, sigterm_effect)
 
 
 def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop",
-                  sighup_effect="snapshot", level=0, stages=()):
-    """Build the solver and train; Ctrl-C and SIGHUP act as the effects say; a live progress
-    line on a terminal. Started by mpirun/srun with several ranks, data-parallel (see
+                  sighup_effect="snapshot", level=0, stages=(), sigterm_effect="stop"):
+    """Build the solver and train; Ctrl-C, SIGTERM and SIGHUP act as the effects say; a live
+    progress line on a terminal. Started by mpirun/srun with several ranks, data-parallel (see
     confnet/parallel)."""
     import numpy as np
 
@@ -189,13 +213,15 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
         progress = _progress_line(solver)
         try:
             # A nan or inf loss stops training with its own message: no numpy warnings first.
-            with handle_signals(solver, sigint_effect, sighup_effect), \
+            with handle_signals(solver, sigint_effect, sighup_effect, sigterm_effect), \
                     np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
                     _solver_file_named(solver_path):
                 solver.solve(snapshot)
         finally:
             if progress:
                 progress.close()
+        if job.rank == 0:
+            _say_where_weights_are(solver)
 
 
 def _build_solver(job, solver_path, weights, seed, gpu, level, stages):
@@ -216,6 +242,20 @@ def _build_solver(job, solver_path, weights, seed, gpu, level, stages):
         log.info("Finetuning from %s", path)
         solver.net.copy_from(path)
     return solver
+
+
+def _say_where_weights_are(solver):
+    """The last line of a training run: the file holding the final weights, or why none does."""
+    saved = solver.last_snapshot
+    if saved and saved[0] == solver.iter:
+        click.echo(f"Final weights (iteration {solver.iter}): {saved[1]}")
+    elif saved:
+        click.echo(f"The final weights (iteration {solver.iter}) are not saved "
+                   f"(snapshot_after_train: false); the newest are {saved[1]} (iteration "
+                   f"{saved[0]})")
+    else:
+        click.echo(f"The final weights (iteration {solver.iter}) are not saved: the solver "
+                   "has no snapshot_prefix")
 
 
 @contextlib.contextmanager
@@ -252,7 +292,7 @@ def test(model, weights, iterations, phase, gpu, level, stages):
     \b
     Example:
       confnet test --model models/lenet/train_val.prototxt \\
-          --weights examples/lenet_iter_3000.caffemodel --iterations 10
+          --weights examples/lenet/lenet_iter_3000.caffemodel --iterations 10
     """
     import numpy as np
 
@@ -298,7 +338,7 @@ def convert_data(src, db, root, resize_height, resize_width, gray, shuffle, enco
     """Convert images into an LMDB of Caffe Datum records.
 
     SRC is a folder with one subfolder per class (labels by sorted folder name, written to
-    labels.txt beside DB) or a Caffe list file of "path label" lines.
+    DB/labels.txt, inside the database) or a Caffe list file of "path label" lines.
 
     \b
     Example:
@@ -307,11 +347,13 @@ def convert_data(src, db, root, resize_height, resize_width, gray, shuffle, enco
           --resize-width 256 --encoded
     """
     from .data.convert import convert_imageset
-    result = convert_imageset(
-        src, db, root=root, resize_height=resize_height, resize_width=resize_width, gray=gray,
-        shuffle=shuffle, encoded=encoded, encode_type=encode_type, check_size=check_size,
-        workers=workers or None, seed=seed,
-        on_bad_image="fail" if fail_on_bad else "skip", progress=sys.stderr.isatty())
+    from .signals import terminate_interrupts
+    with terminate_interrupts():
+        result = convert_imageset(
+            src, db, root=root, resize_height=resize_height, resize_width=resize_width,
+            gray=gray, shuffle=shuffle, encoded=encoded, encode_type=encode_type,
+            check_size=check_size, workers=workers or None, seed=seed,
+            on_bad_image="fail" if fail_on_bad else "skip", progress=sys.stderr.isatty())
     click.echo(f"{db}: {result}")
 
 
@@ -424,8 +466,26 @@ def time_command(model, iterations, phase, use_mean, gpu, level, stages):
     if not net.layers:
         raise ConfnetError(f"{model}: the net has no layers in phase {phase}; nothing to time")
     log.info("Timing %d forward+backward iterations of %s", iterations, net.name)
-    for line in timing.table(timing.time_net(net, iterations), use_mean):
+    import shutil
+    result = timing.time_net(net, iterations, progress=_passes_shown(iterations))
+    for line in timing.table(result, use_mean, shutil.get_terminal_size((80, 24)).columns):
         click.echo(line)
+
+
+def _passes_shown(iterations):
+    """A progress callback for `confnet time`: a live count on a terminal, else a log line at
+    every tenth of the passes."""
+    tty = sys.stderr.isatty()
+
+    def show(done, total):
+        if tty:
+            end = "\n" if done == total else ""
+            click.echo(f"\rtiming: pass {done}/{total} (pass 0 is the warm-up)", err=True,
+                       nl=False)
+            click.echo(end, err=True, nl=False)
+        elif done and done % max(total // 10, 1) == 0:
+            log.info("Timed %d of %d passes", done, total)
+    return show
 
 
 @main.command()

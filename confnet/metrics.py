@@ -67,16 +67,21 @@ class CSVWriter:
         try:
             if folder:
                 os.makedirs(folder, exist_ok=True)
-            self._stream = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115
+            # The kept rows go to a new file renamed over the old one, so a kill at this moment
+            # leaves the old log or the new one, never a truncated one; then rows are appended.
+            with atomic_path(self.path) as temp, \
+                    open(temp, "w", newline="", encoding="utf-8") as stream:
+                writer = self._dict_writer(stream)
+                writer.writeheader()
+                writer.writerows(kept)
+            self._stream = open(self.path, "a", newline="", encoding="utf-8")  # noqa: SIM115
         except OSError as error:
             raise ConfnetError(f"{self.path}: cannot write the metrics log: "
                                f"{error.strerror}") from None
-        self._writer = csv.DictWriter(self._stream, self.columns, restval="",
-                                      extrasaction="ignore")
-        self._writer.writeheader()
-        for row in kept:
-            self._writer.writerow(row)
-        self._stream.flush()
+        self._writer = self._dict_writer(self._stream)
+
+    def _dict_writer(self, stream):
+        return csv.DictWriter(stream, self.columns, restval="", extrasaction="ignore")
 
     def _rows_to_keep(self, resume_at):
         try:

@@ -32,6 +32,7 @@ from . import gpu
 from .blob import Blob
 from .errors import ConfnetError
 from .layers import TRAIN, create_layer
+from .memory import NetBudget
 from .proto import confnet_pb2 as pb
 
 log = logging.getLogger("confnet")
@@ -64,6 +65,7 @@ class Net:
         self.layers, self.layer_names = [], []
         self.bottom_ids, self.top_ids = [], []
         self.blobs = OrderedDict()
+        self._budget = NetBudget(self.name)
         for lp in layer_params:
             self._append_layer(lp)
         self._collect_params()
@@ -104,7 +106,12 @@ class Net:
             self.blobs[name] = tops[-1]
         log.info("Creating layer %s (%s): %s -> %s", lp.name, lp.type,
                  ", ".join(lp.bottom) or "-", ", ".join(top_names) or "-")
-        layer.setup(bottoms, tops)
+        try:
+            layer.setup(bottoms, tops)
+        except MemoryError:
+            layer.fail("out of memory while setting up its tops and parameters; make the "
+                       "batch or the layer smaller")
+        self._budget.add(layer, tops)
         for name, blob in zip(top_names, tops):
             log.info("Top shape: %s (%d)", " ".join(map(str, blob.shape)), blob.count)
         self.layers.append(layer)
@@ -285,9 +292,26 @@ class Net:
                                    f"outputs are: {', '.join(self.outputs) or 'none'}")
             self.blobs[name].set_diff(value)
         last = self._layer_index(end, 0)
+        wanted = self.bottom_ids[last] if end is not None else self.inputs
+        self._check_gradients_reach(wanted)
         self._backward(self._layer_index(start, len(self.layers) - 1), last)
-        names = (self.bottom_ids[last] if end is not None else self.inputs) + list(diffs or ())
-        return {name: self.blobs[name].diff for name in names}
+        return {name: self.blobs[name].diff for name in wanted + list(diffs or ())}
+
+    def _check_gradients_reach(self, names):
+        """Say so when no layer writes the diff of any of ``names`` (an inference net computes
+        no input gradients unless force_backward is set): an error when backward would compute
+        nothing at all, a warning when it still computes parameter gradients (a training net)."""
+        reached = {name for bottoms, needs in zip(self.bottom_ids, self.bottom_need_backward)
+                   for name, need in zip(bottoms, needs) if need}
+        if not names or reached.intersection(names):
+            return
+        hint = ("set 'force_backward: true' in the net definition" if not self.force_backward
+                else "no loss or output diff depends on them")
+        message = f"net '{self.name}': backward computes no gradient for {', '.join(names)}"
+        if not any(self.layer_need_backward):
+            raise ConfnetError(f"{message}; {hint}")
+        log.warning("%s (their diffs stay zero), only parameter gradients; for input "
+                    "gradients %s", message, hint)
 
     def _seed_loss_diffs(self):
         for i, layer in enumerate(self.layers):
@@ -381,16 +405,20 @@ class Net:
     def copy_from(self, source):
         """Copy parameters by layer name from a NetParameter, a .caffemodel (V0, V1 or V2) or
         a .caffemodel.h5. Layers the source lacks keep their values (their fillers' for a
-        renamed layer); a parameter of another shape is an error."""
+        renamed layer); a parameter of another shape is an error, and so is a source of which
+        no layer matches (weights of another net). Returns the names of the layers copied."""
         where = source if isinstance(source, (str, os.PathLike)) else "the given net"
-        self.copy_layers(_source_layers(source), where)
+        return self.copy_layers(_source_layers(source), where)
 
     def copy_layers(self, layers, where):
         """Copy (layer name, {index: array}) pairs into the layers of the same name (see
-        copy_from); ``where`` names the source in errors."""
+        copy_from); ``where`` names the source in errors. Returns the names of the layers
+        copied."""
+        offered, copied = [], []
         for name, arrays in layers:
             if not arrays:
                 continue
+            offered.append(name)
             target = self.layer_dict.get(name)
             if target is None:
                 log.info("Ignoring source layer %s", name)
@@ -404,6 +432,9 @@ class Net:
                 blob = target.blobs[j]
                 blob.set_data(_fit_shape(array, blob.shape, where, name, j))
             log.info("Copied weights of layer %s", name)
+            copied.append(name)
+        _report_copied(where, self, offered, copied)
+        return copied
 
     def share_weights_from(self, other):
         """Use the parameter storage of ``other``'s layers of the same name (test nets; pycaffe's
@@ -438,10 +469,32 @@ def _source_layers(source):
     elif hdf5.is_hdf5(source):
         return hdf5.read_weights(source)
     else:
-        param, where = read_net(source), source
+        param, where = read_net(source, weights=True), source
     # One layer at a time, so a large model is not held twice.
     return ((lp.name, {j: blob_to_array(bp, where=f"{where}: layer '{lp.name}' param {j}")
                        for j, bp in enumerate(lp.blobs)}) for lp in param.layer)
+
+
+def _report_copied(where, net, offered, copied):
+    """Weights that match no layer would leave the net as its fillers made it: an error. A
+    partial match is what fine-tuning does; it is said, with the count."""
+    wanting = [name for name, layer in net.layer_dict.items() if layer.blobs]
+    if not copied and wanting:
+        raise ConfnetError(
+            f"{where}: none of its {len(offered)} layers with weights "
+            f"({_names(offered)}) matches a layer of net '{net.name}' with parameters "
+            f"({_names(wanting)}); are these the weights of another net?")
+    if copied and len(copied) < len(wanting):
+        log.warning("%s: copied the weights of %d of the %d layers with parameters (%s); the "
+                    "others keep their fillers' values", where, len(copied), len(wanting),
+                    _names(copied))
+    elif copied:
+        log.info("%s: copied the weights of all %d layers with parameters", where, len(copied))
+
+
+def _names(names, most=6):
+    shown = ", ".join(names[:most])
+    return f"{shown}, ... ({len(names)} in all)" if len(names) > most else shown or "none"
 
 
 def _fit_shape(array, shape, where, layer_name, index):

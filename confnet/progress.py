@@ -1,9 +1,9 @@
 """A live progress line for training on a terminal:
 
-    iter 1200/3000 (40%)  loss 0.0912  lr 0.00915  2637 img/s  ETA 0:00:43
+    iter 1200/3000 (40%)  smoothed loss 0.0912  lr 0.00915  2637 img/s  ETA 0:00:43
 
-``loss`` is the mean of the last 20 iterations' losses. The line is rewritten in place (carriage
-return) at most ``interval`` seconds apart and erased before each log line, so the Caffe-style
+``smoothed loss`` is the mean of the last 20 iterations' losses. The line is rewritten in place
+(carriage return) at most ``interval`` seconds apart and erased before each log line, so the Caffe-style
 log lines stay intact. Only for terminals: when stderr is a file or a pipe, the log lines alone
 are written.
 """
@@ -83,7 +83,7 @@ class ProgressLine(logging.Filter):
         total = solver.param.max_iter
         parts = [f"iter {solver.iter}/{total} ({100 * solver.iter // max(total, 1)}%)"]
         if self._losses:
-            parts.append(f"loss {sum(self._losses) / len(self._losses):.4g}")
+            parts.append(f"smoothed loss {sum(self._losses) / len(self._losses):.4g}")
         parts.append(f"lr {learning_rate(solver.param, solver.iter - 1):.4g}")
         if self._rate is not None:
             parts.append(f"{self._rate:.0f} img/s")

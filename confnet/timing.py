@@ -66,9 +66,10 @@ def _classes_for(net, label):
     return min(counts, default=0)
 
 
-def time_net(net, iterations=50, clock=time.perf_counter):
+def time_net(net, iterations=50, clock=time.perf_counter, progress=None):
     """Time every layer of ``net`` over ``iterations`` forward+backward passes, after one
-    untimed warm-up pass. Returns a Timing (``table`` formats it)."""
+    untimed warm-up pass. ``progress(done, iterations)`` is called after each pass. Returns a
+    Timing (``table`` formats it)."""
     fill_inputs(net)
     layers = [LayerTiming(name, layer.type_name, [net.blobs[t].shape for t in tops],
                           _layer_bytes(net, layer, tops))
@@ -76,6 +77,8 @@ def time_net(net, iterations=50, clock=time.perf_counter):
     for it in range(iterations + 1):
         forward = _run_forward(net, clock)
         backward = _run_backward(net, clock)
+        if progress is not None:
+            progress(it, iterations)
         if it == 0:
             continue
         for i, timing in enumerate(layers):
@@ -134,8 +137,9 @@ def _stat(values, use_mean):
     return float(np.mean(values) if use_mean else np.median(values))
 
 
-def table(timing, use_mean=False):
-    """The per-layer report as aligned text lines, then the totals."""
+def table(timing, use_mean=False, columns=80):
+    """The per-layer report as aligned text lines, then the totals; the layer names and top
+    shapes are shortened (middle replaced by '~') so that rows fit in ``columns``."""
     stat = "mean" if use_mean else "median"
     rows = []
     for t in timing.layers:
@@ -148,7 +152,8 @@ def table(timing, use_mean=False):
         shapes = ", ".join("x".join(map(str, s)) or "scalar" for s in t.top_shapes) or "-"
         lines.append((t.name, t.type, f"{1e3 * f:.3f}", "-" if b is None else f"{1e3 * b:.3f}",
                       f"{100 * both / total:.1f}%", shapes, format_bytes(t.memory)))
-    widths = [max(len(line[c]) for line in lines) for c in range(len(header))]
+    widths = _fit([max(len(line[c]) for line in lines) for c in range(len(header))], columns)
+    lines = [[_shorten(cell, w) for cell, w in zip(line, widths)] for line in lines]
     right = {2, 3, 4, 6}
     text = ["  ".join(cell.rjust(w) if c in right else cell.ljust(w)
                       for c, (cell, w) in enumerate(zip(line, widths))).rstrip()
@@ -159,6 +164,29 @@ def table(timing, use_mean=False):
     text.append(f"memory: {format_bytes(timing.memory)} of blob data and parameters "
                 "(gradients take as much again)")
     return text
+
+
+_SHRINKABLE = (0, 5, 1)   # layer name, top shape, type: the columns that may be shortened
+_NARROWEST = 8
+
+
+def _fit(widths, columns):
+    """Narrow the widest shrinkable column, one character at a time, until the row (two spaces
+    between columns) fits in ``columns`` or none can shrink further."""
+    widths = list(widths)
+    while sum(widths) + 2 * (len(widths) - 1) > columns:
+        widest = max(_SHRINKABLE, key=lambda c: widths[c])
+        if widths[widest] <= _NARROWEST:
+            break
+        widths[widest] -= 1
+    return widths
+
+
+def _shorten(text, width):
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "~" + text[len(text) - (width - 1 - head):]
 
 
 def _totals(timing, use_mean):

@@ -130,7 +130,7 @@ def test_convert_and_compute_mean(tmp_path):
     code, output = run(["convert-data", str(tmp_path / "img"), str(tmp_path / "db"), "--gray"])
     assert code == 0, output
     assert "broken.png" in output
-    assert (tmp_path / "labels.txt").read_text().split() == ["cat", "dog"]
+    assert (tmp_path / "db" / "labels.txt").read_text().split() == ["cat", "dog"]
     code, output = run(["compute-mean", str(tmp_path / "db"), str(tmp_path / "mean.binaryproto")])
     assert code == 0, output
     assert (tmp_path / "mean.binaryproto").exists()
@@ -184,3 +184,53 @@ layer { name: "prob" type: "Softmax" bottom: "c" top: "prob" }
     assert code == 0, output
     rows = {line.split()[0]: line.split() for line in output.splitlines() if line.strip()}
     assert rows["conv"][3] != "-" and rows["prob"][3] != "-"   # backward ms column
+
+
+DEMO_WRITES = {"models/lenet/solver.prototxt", "models/lenet/train_val.prototxt",
+               "models/lenet/deploy.prototxt", "data/mnist/train", "data/mnist/test",
+               "data/mnist_train_lmdb", "data/mnist_test_lmdb", "examples/lenet/lenet_log.csv",
+               "examples/lenet/lenet_iter_1000.solverstate",
+               "examples/lenet/lenet_iter_3000.caffemodel"}
+
+
+def test_help_examples_name_files_the_demo_writes():
+    """Every examples/ or data/mnist path in a --help example is one the demo makes."""
+    import re
+    for name in main.commands:
+        _, output = run([name, "--help"])
+        for path in re.findall(r"\b(?:examples|data/mnist|models/lenet)[\w./]*", output):
+            assert path in DEMO_WRITES or path.startswith("data/mnist_mean"), (name, path)
+
+
+def test_group_flags_after_the_command(tmp_path, tiny_lmdb):
+    solver = solver_for(tmp_path, GOOD_NET % {"db": tiny_lmdb},
+                        "display: 1 snapshot_after_train: false")
+    code, output = run(["train", "--solver", solver, "-q"])
+    assert code == 0, output
+    assert "Iteration" not in output
+    result = CliRunner().invoke(main, ["time", "--model", str(tmp_path / "no.prototxt"),
+                                       "--debug"])
+    assert "no such file" in str(result.exception)   # --debug: the exception, not one line
+
+
+def test_training_ends_saying_where_the_weights_are(tmp_path, tiny_lmdb):
+    net = GOOD_NET % {"db": tiny_lmdb}
+    solver = solver_for(tmp_path, net, f'snapshot_prefix: "{tmp_path}/run"')
+    code, output = run(["train", "--solver", solver])
+    assert code == 0, output
+    last = output.splitlines()[-1]
+    assert last == f"Final weights (iteration 2): {tmp_path}/run_iter_2.caffemodel"
+    code, output = run(["train", "--solver",
+                        solver_for(tmp_path, net, "snapshot_after_train: false")])
+    assert output.splitlines()[-1] == ("The final weights (iteration 2) are not saved: the "
+                                       "solver has no snapshot_prefix")
+
+
+def test_files_that_are_not_images_are_counted(tmp_path):
+    from PIL import Image
+    (tmp_path / "img" / "cat").mkdir(parents=True)
+    Image.new("L", (5, 4)).save(tmp_path / "img" / "cat" / "a.png")
+    (tmp_path / "img" / "cat" / "notes.txt").write_text("x")
+    code, output = run(["convert-data", str(tmp_path / "img"), str(tmp_path / "db")])
+    assert code == 0, output
+    assert "1 images written, 0 unreadable skipped, 1 files that are not images ignored" in output

@@ -61,6 +61,9 @@ def build_binary_inputs(folder):
         ' layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"'
         ' inner_product_param { num_output: 5 } }', pb.NetParameter))
     other.save(str(folder / "other.caffemodel"))
+    renamed = other.to_proto()
+    renamed.layer[1].name = "classifier"
+    io.write_binary(renamed, str(folder / "renamed.caffemodel"))
     (folder / "garbage.caffemodel").write_bytes(b"\x00\x01\x02 not protobuf \xff\xfe" * 8)
     (folder / "garbage.binaryproto").write_bytes(b"\x0a\xff\xff\xff\xff\x0f garbage")
     io.write_binaryproto(np.zeros((1, 3, 5, 5), np.float32), str(folder / "mean_3x5x5.binaryproto"))

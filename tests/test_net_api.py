@@ -182,3 +182,30 @@ def test_inner_product_to_convolution_surgery():
             window = image[:, :, 4 * i:4 * i + 28, 4 * j:4 * j + 28]
             expected = net.forward(data=window)["prob"][0]
             np.testing.assert_allclose(scores[0, :, i, j], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_backward_without_force_backward_says_so(deploy, tmp_path):
+    """A deploy net without force_backward computes no input gradient: backward() refuses
+    rather than returning zeros."""
+    path = tmp_path / "plain.prototxt"
+    path.write_text(DEPLOY.replace("force_backward: true", ""))
+    net = confnet.Net(str(path), phase=confnet.TEST)
+    net.forward(data=batch())
+    with pytest.raises(confnet.ConfnetError, match="backward computes no gradient for data; "
+                                                   "set 'force_backward: true'"):
+        net.backward(prob=np.ones((2, 4)))
+
+
+def test_weights_matching_no_layer_are_an_error_some_layers_a_warning(deploy, tmp_path, caplog):
+    net = confnet.Net(deploy, phase=confnet.TEST)
+    other = tmp_path / "other.prototxt"
+    other.write_text(DEPLOY.replace('"conv1"', '"convA"').replace('"ip1"', '"ipA"'))
+    confnet.Net(str(other), phase=confnet.TEST).save(str(tmp_path / "other.caffemodel"))
+    with pytest.raises(confnet.ConfnetError, match="none of its 2 layers with weights "
+                                                   r"\(convA, ipA\) matches a layer of net"):
+        net.copy_from(str(tmp_path / "other.caffemodel"))
+    half = tmp_path / "half.prototxt"
+    half.write_text(DEPLOY.replace('"ip1"', '"ipA"'))
+    confnet.Net(str(half), phase=confnet.TEST).save(str(tmp_path / "half.caffemodel"))
+    assert net.copy_from(str(tmp_path / "half.caffemodel")) == ["conv1"]
+    assert "copied the weights of 1 of the 2 layers with parameters (conv1)" in caplog.text

@@ -23,7 +23,7 @@ def test_progress_line(tmp_path, tiny_lmdb):
     # Clock ticks 0, 1, 2, ...: drawn at the first update, then every 2 ticks, and at the end.
     assert [line.split()[1] for line in lines] == ["1/6", "3/6", "5/6", "6/6"]
     assert "lr 0.01" in lines[-1] and "img/s" in lines[-1] and "ETA 0:00:00" in lines[-1]
-    assert "loss " in lines[0]
+    assert "smoothed loss " in lines[0]
     # What a terminal shows of each log line (after the last carriage return) starts clean: the
     # live line was erased just before it.
     shown = [line.split("\r")[-1] for line in text.split("\n") if "solver.py" in line]

@@ -79,3 +79,21 @@ def test_time_command(tmp_path, tiny_lmdb):
                                        "--mean"])
     assert result.exit_code == 0, result.output
     assert "per iteration (mean of 2)" in result.output and "4x1x8x8, 4" in result.output
+
+
+def test_table_fits_80_columns_and_progress_is_reported():
+    net = Net(io.parse_text(WIDE_NAMES, pb.NetParameter))
+    seen = []
+    timing_ = timing.time_net(net, 3, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    lines = timing.table(timing_)
+    assert all(len(line) <= 80 for line in lines[:-2]), "\n".join(lines)
+    assert any("~" in line for line in lines)
+
+
+WIDE_NAMES = """
+layer { name: "input_of_a_rather_long_and_descriptive_name" type: "Input" top: "x"
+        input_param { shape { dim: 2 dim: 3 dim: 4 dim: 5 } } }
+layer { name: "a_convolution_whose_name_goes_on_and_on_and_on" type: "Convolution"
+        bottom: "x" top: "y" convolution_param { num_output: 2 kernel_size: 1 } }
+"""

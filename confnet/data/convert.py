@@ -1,13 +1,15 @@
 """Images to an LMDB of Datums, as Caffe's convert_imageset does, decoding in parallel.
 
 The source is a folder with one subfolder per class (labels 0, 1, ... by sorted folder name,
-written to `labels.txt` beside the database) or a Caffe list file of `relative/path label` lines.
+written to `labels.txt` inside the database folder, so each database carries its own mapping)
+or a Caffe list file of `relative/path label` lines.
 Keys are `%08d_<relative path>` with the index in the (shuffled) list, so an unreadable image
 leaves a gap, as in Caffe. With `encoded`, a file that needs no change (no resize, right channel
 count, same format) is stored byte for byte; otherwise the image is decoded and re-encoded.
 Resizing uses Pillow's bilinear filter, which differs slightly from OpenCV's when shrinking.
 """
 
+import contextlib
 import io
 import logging
 import os
@@ -23,12 +25,14 @@ from PIL import Image, UnidentifiedImageError
 from confnet.data.datum import array_to_datum, datum_key, encode_image, image_to_array
 from confnet.data.lmdb_io import LMDBWriter
 from confnet.errors import ConfnetError
+from confnet.signals import default_sigterm
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
                     ".pgm", ".pbm"}
 _CHUNK = 64  # images per task handed to a worker
+LABELS_FILE = "labels.txt"  # class names, one a line, inside the database folder
 
 
 @dataclass
@@ -40,13 +44,16 @@ class ConvertResult:
     bad: list = field(default_factory=list)
     labels: list = None
     seconds: float = 0.0
+    not_images: int = 0   # files in the class folders without an image extension, ignored
 
     @property
     def skipped(self):
         return len(self.bad)
 
     def __str__(self):
-        return (f"{self.written} images written, {self.skipped} unreadable skipped, "
+        ignored = (f", {self.not_images} files that are not images ignored"
+                   if self.not_images else "")
+        return (f"{self.written} images written, {self.skipped} unreadable skipped{ignored}, "
                 f"in {self.seconds:.1f} s")
 
 
@@ -80,24 +87,23 @@ def convert_imageset(src, db, *, root=None, resize_height=0, resize_width=0, gra
         log.warning("resize needs both resize_height and resize_width; images are not resized")
     started = time.monotonic()
     src, db = os.fspath(src), os.fspath(db)
-    items, labels = _list_images(src, root)
+    items, labels, not_images = _list_images(src, root)
     if shuffle:
         items = [items[i] for i in np.random.default_rng(seed).permutation(len(items))]
-    labels_path = os.path.join(os.path.dirname(os.path.abspath(db)), "labels.txt")
     if labels is not None:
-        _check_labels_file(labels_path, labels)
+        _compare_with_siblings(db, labels)
     options = _Options(resize_height, resize_width, gray, encoded, encode_type.lower())
-    result = ConvertResult(db=db, written=0, labels=labels)
+    result = ConvertResult(db=db, written=0, labels=labels, not_images=not_images)
     workers = workers or os.cpu_count() or 1
     # The pool starts before the database is opened, so no worker inherits the LMDB environment.
-    pool = (ProcessPoolExecutor if processes else ThreadPoolExecutor)(workers)
-    with pool, LMDBWriter(db, overwrite=overwrite) as writer, \
+    with _pool(processes, workers) as pool, LMDBWriter(db, overwrite=overwrite) as writer, \
             _Progress(len(items), progress) as bar:
         first_shape = None
         for index, path, key, value, shape, error in _load_all(pool, workers, items, options):
             bar.advance()
             if error is not None:
-                _bad_image(result, path, error, on_bad_image)
+                with bar.set_aside():
+                    _bad_image(result, path, error, on_bad_image)
                 continue
             first_shape = first_shape or shape
             if check_size and shape != first_shape:
@@ -105,18 +111,33 @@ def convert_imageset(src, db, *, root=None, resize_height=0, resize_width=0, gra
                                    f"{_dims(first_shape)}; resize them or drop check_size")
             writer.put(datum_key(index, key), value)
             result.written += 1
-    if labels is not None:
-        _write_atomically(labels_path, "".join(name + "\n" for name in labels))
+        if labels is not None:
+            writer.write_file(LABELS_FILE, "".join(name + "\n" for name in labels))
     result.seconds = time.monotonic() - started
     return result
 
 
+@contextlib.contextmanager
+def _pool(processes, workers):
+    """Decoding workers that are all gone when the block ends, however it ends: queued chunks
+    are cancelled (an interrupt does not wait for the whole list) and the workers joined."""
+    if processes:
+        pool = ProcessPoolExecutor(workers, initializer=default_sigterm)
+    else:
+        pool = ThreadPoolExecutor(workers)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _list_images(src, root):
-    """[(relative path, absolute path, label)] and the class names (None for a list file)."""
+    """[(relative path, absolute path, label)], the class names (None for a list file) and the
+    number of files ignored for not being images."""
     if os.path.isdir(src):
         return _list_class_folders(src)
     if os.path.isfile(src):
-        return read_list_file(src, root), None
+        return read_list_file(src, root), None, 0
     raise ConfnetError(f"image source '{src}' does not exist; give a folder of class subfolders "
                        "or a list file of 'path label' lines")
 
@@ -127,18 +148,20 @@ def _list_class_folders(src):
     if not classes:
         raise ConfnetError(f"folder '{src}' has no class subfolders; put the images of each class "
                            "in a subfolder named after it")
-    items = []
+    items, not_images = [], 0
     for label, name in enumerate(classes):
         for folder, dirs, files in os.walk(os.path.join(src, name)):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for file in sorted(files):
-                if os.path.splitext(file)[1].lower() in IMAGE_EXTENSIONS:
-                    path = os.path.join(folder, file)
-                    items.append((os.path.relpath(path, src).replace(os.sep, "/"), path, label))
+                if os.path.splitext(file)[1].lower() not in IMAGE_EXTENSIONS:
+                    not_images += not file.startswith(".")
+                    continue
+                path = os.path.join(folder, file)
+                items.append((os.path.relpath(path, src).replace(os.sep, "/"), path, label))
     if not items:
         raise ConfnetError(f"folder '{src}' has no images in its class subfolders (extensions: "
                            f"{' '.join(sorted(IMAGE_EXTENSIONS))})")
-    return items, classes
+    return items, classes, not_images
 
 
 def read_list_file(list_file, root=None):
@@ -161,15 +184,31 @@ def read_list_file(list_file, root=None):
     return items
 
 
-def _check_labels_file(path, labels):
-    if not os.path.exists(path):
-        return
+def read_labels(db):
+    """The class names of a database converted from class folders (None if it has none)."""
+    path = os.path.join(os.fspath(db), LABELS_FILE)
+    if not os.path.isfile(path):
+        return None
     with open(path, encoding="utf-8") as f:
-        existing = f.read().splitlines()
-    if existing != labels:
-        raise ConfnetError(f"'{path}' lists other classes ({len(existing)}) than this source "
-                           f"({len(labels)}), so labels would not match; remove it or write the "
-                           "database to another folder")
+        return f.read().splitlines()
+
+
+def _compare_with_siblings(db, labels):
+    """Warn when a database beside `db` (train beside test) numbers other classes: label k
+    would not mean the same class in both."""
+    folder = os.path.dirname(os.path.abspath(db))
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+        other = os.path.join(folder, name)
+        theirs = read_labels(other) if other != os.path.abspath(db) else None
+        if theirs is None or theirs == labels:
+            continue
+        only_here = sorted(set(labels) - set(theirs))
+        only_there = sorted(set(theirs) - set(labels))
+        difference = (f"classes only here: {', '.join(only_here) or 'none'}; only in '{name}': "
+                      f"{', '.join(only_there) or 'none'}" if only_here or only_there
+                      else "the same classes in another order")
+        log.warning("'%s' numbers its classes differently from '%s' beside it (%s); their "
+                    "labels do not mean the same classes", db, other, difference)
 
 
 def _load_all(pool, workers, items, options):
@@ -264,13 +303,6 @@ def _dims(shape):
     return "x".join(str(d) for d in shape)
 
 
-def _write_atomically(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 class _Progress:
     """A one-line progress bar on stderr (a line every 10% when stderr is not a terminal)."""
 
@@ -294,6 +326,18 @@ class _Progress:
             self.shown_tenth = self.done * 10 // max(self.total, 1)
             self.stream.write(self._line(now) + "\n")
         self.stream.flush()
+
+    @contextlib.contextmanager
+    def set_aside(self):
+        """Clear the bar's line for a message written inside the block, then draw it again
+        below, so a warning never glues onto the bar."""
+        if self.enabled and self.tty:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+        yield
+        if self.enabled and self.tty:
+            self.stream.write("\r" + self._line(time.monotonic()))
+            self.stream.flush()
 
     def _line(self, now):
         fraction = self.done / max(self.total, 1)

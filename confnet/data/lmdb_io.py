@@ -58,6 +58,12 @@ class LMDBWriter:
         if len(self._pending) >= self.commit_every:
             self._commit()
 
+    def write_file(self, name, text):
+        """Put a small text file (such as labels.txt) inside the database folder: it appears
+        with the database, complete, or not at all."""
+        with open(os.path.join(self.partial_path, name), "w", encoding="utf-8") as f:
+            f.write(text)
+
     def _commit(self):
         while True:
             try:

@@ -10,9 +10,11 @@ state are saved in snapshots (``cursor_state``) so a resumed run sees the same b
 """
 
 from .. import rng
+from ..data.datum import decode_datum
 from ..data.lmdb_io import LMDBReader
 from ..data.prefetch import BatchPrefetcher
 from ..data.transformer import DataTransformer
+from ..errors import ConfnetError
 from ..proto import confnet_pb2 as pb
 from .prefetching import PrefetchingLayer
 from .registry import register_layer
@@ -39,5 +41,17 @@ class Data(PrefetchingLayer):
         if dp.rand_skip:
             reader.position = int(layer_rng.integers(dp.rand_skip)) % max(len(reader), 1)
         transformer = DataTransformer(self.param.transform_param, self.phase, layer_rng)
+        prefetch = max(dp.prefetch, 1)
+        self.check_memory(dp.batch_size, _item_shape(reader, transformer), prefetch)
         self.start_prefetch(BatchPrefetcher(reader, dp.batch_size, transformer=transformer,
-                                            prefetch=max(dp.prefetch, 1)), top)
+                                            prefetch=prefetch), top)
+
+
+def _item_shape(reader, transformer):
+    """(C, H, W) of the first record after the transformer's crop; None if it cannot be read."""
+    first = next(reader.items())[1]
+    try:
+        image, _ = decode_datum(first, transformer.force_color, transformer.force_gray)
+        return transformer.output_shape(image.shape)
+    except ConfnetError:
+        return None

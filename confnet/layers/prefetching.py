@@ -11,6 +11,7 @@ random state for an exact resume (``cursor_state`` / ``restore_cursor``).
 
 import json
 
+from .. import memory
 from ..errors import ConfnetError
 from .base import Layer
 
@@ -19,6 +20,13 @@ class PrefetchingLayer(Layer):
     num_bottom = 0
     min_top, max_top = 1, 2
     has_gpu = True   # forward_gpu: one host -> device copy per top; no kernels
+
+    def check_memory(self, batch_size, item_shape, prefetch):
+        """Before the prefetcher reads anything: do its batches fit in memory? ``item_shape``
+        (C, H, W) of one transformed item; None when the first item cannot be read (the
+        prefetcher then reports why)."""
+        if item_shape is not None:
+            memory.check_batch(self, batch_size, item_shape, prefetch)
 
     def start_prefetch(self, prefetcher, top):
         self.prefetcher = prefetcher

@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError, EncodeError
 from confnet.atomic import atomic_path
 from confnet.errors import ConfnetError
 from confnet.proto import confnet_pb2 as pb
+from confnet.proto import kinds
 
 # ---------------------------------------------------------------------------
 # Text and binary files
@@ -48,11 +49,22 @@ def _describe_parse_error(error, filename):
 def read_text(path, message_cls):
     """Read a text-format file (e.g. a prototxt) into a new `message_cls`."""
     data = _read_bytes(path)
+    wanted = _TEXT_KIND[message_cls]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
+        kinds.expect(path, data, False, wanted)
         raise ConfnetError(f"{path}: not a UTF-8 text file (byte {error.start})") from None
-    return parse_text(text, message_cls, filename=str(path))
+    return _parse_text_file(path, data, text, message_cls)
+
+
+def _parse_text_file(path, data, text, message_cls):
+    """parse_text, naming the kind of file it is when it is another kind than expected."""
+    try:
+        return parse_text(text, message_cls, filename=str(path))
+    except ConfnetError:
+        kinds.expect(path, data, True, _TEXT_KIND[message_cls])
+        raise
 
 
 def write_text(message, path):
@@ -75,13 +87,25 @@ def write_binary(message, path):
 
 
 def _parse_binary(data, message_cls, path):
+    """Parse binary protobuf; a file of another kind (a .caffemodel read as a .solverstate, a
+    prototxt as a .binaryproto) is named for what it is instead of failing or parsing to junk."""
     message = message_cls()
+    wanted = _BINARY_KIND.get(message_cls)
     try:
         message.ParseFromString(data)
     except DecodeError as error:
+        if wanted:
+            kinds.expect(path, data, _looks_like_text(data), wanted)
         raise ConfnetError(
             f"{path}: not a valid binary {message_cls.DESCRIPTOR.name} file ({error})") from None
+    if wanted and not kinds.looks_like(message, wanted):
+        kinds.expect(path, data, _looks_like_text(data), wanted)
     return message
+
+
+_TEXT_KIND = {pb.NetParameter: kinds.NET_TEXT, pb.SolverParameter: kinds.SOLVER_TEXT}
+_BINARY_KIND = {pb.NetParameter: kinds.WEIGHTS, pb.SolverState: kinds.SOLVER_STATE,
+                pb.BlobProto: kinds.BLOB}
 
 
 def _read_bytes(path):
@@ -120,17 +144,21 @@ def _looks_like_text(data):
 # Nets
 
 
-def read_net(path):
-    """Read a NetParameter from a prototxt or a binary caffemodel, upgraded to V2."""
-    net, _ = _read_net_as_written(path)
+def read_net(path, weights=False):
+    """Read a NetParameter from a prototxt or a binary caffemodel, upgraded to V2. With
+    `weights`, the file must be a binary caffemodel (a prototxt holds no weights)."""
+    net, _ = _read_net_as_written(path, weights)
     return upgrade_net(net, where=str(path))
 
 
-def _read_net_as_written(path):
+def _read_net_as_written(path, weights=False):
     """The NetParameter in a prototxt or binary file, not upgraded, and whether it is binary."""
     data = _read_bytes(path)
     if _looks_like_text(data):
-        return parse_text(data.decode("utf-8"), pb.NetParameter, filename=str(path)), False
+        if weights:
+            raise ConfnetError(f"{path}: this looks like {kinds.sniff(data, True)}, but "
+                               f"{kinds.WEIGHTS} is expected here")
+        return _parse_text_file(path, data, data.decode("utf-8"), pb.NetParameter), False
     return _parse_binary(data, pb.NetParameter, path), True
 
 

@@ -49,6 +49,7 @@ class Solver:
         if param.random_seed >= 0:
             rng.seed(param.random_seed)
         self.net = self._train_net()
+        self._check_loss(self.net)
         self.test_nets = self._test_nets()
         for test_net in self.test_nets:
             test_net.share_weights_from(self.net)
@@ -65,6 +66,7 @@ class Solver:
         # on_gradients_ready() (after backward, before the update), called every iteration.
         self.callbacks = []
         self.metrics = None      # a metrics.CSVWriter while solve() runs, opened at its first row
+        self.last_snapshot = None   # (iteration, weights file) of the newest snapshot written
         self._metrics_spec = None
         self._started = time.monotonic()
 
@@ -96,6 +98,14 @@ class Solver:
         state = p.train_state
         log.info("Creating training net from %s", sources[0])
         return self.net_class(net_param, TRAIN, state.level, list(state.stage))
+
+    @staticmethod
+    def _check_loss(net):
+        """A train net without a loss would "train" with loss 0 and snapshot unchanged weights."""
+        if not any(w for layer in net.layers for w in layer.loss_weights):
+            raise ConfnetError(f"solver: the train net '{net.name}' has no loss (no layer with "
+                               "a loss_weight, such as SoftmaxWithLoss), so training would "
+                               "change nothing; add a loss layer to its TRAIN phase")
 
     def _net_param(self, field):
         value = getattr(self.param, field)
@@ -430,6 +440,7 @@ class Solver:
         log.info("Snapshotting solver state to %s %s", kind, state_file)
         write = hdf5.write_solver_state if in_hdf5 else io.write_binary
         write(self._solver_state(model), state_file)
+        self.last_snapshot = (self.iter, model)
         return model, state_file
 
     def _solver_state(self, model):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from confnet.data.convert import convert_imageset
+from confnet.data.convert import convert_imageset, read_labels
 from confnet.data.datum import decode_datum
 from confnet.data.lmdb_io import LMDBReader
 from confnet.data.mean import compute_mean
@@ -38,7 +38,7 @@ def test_class_folders(tmp_path):
                               processes=False, progress=False)
     assert (result.written, result.skipped, result.labels) == (6, 0, ["cat", "dog"])
     assert str(result).startswith("6 images written, 0 unreadable skipped")
-    assert (tmp_path / "out" / "labels.txt").read_text() == "cat\ndog\n"
+    assert (tmp_path / "out" / "db" / "labels.txt").read_text() == "cat\ndog\n"
     entries = read_all(tmp_path / "out" / "db")
     assert list(entries) == [f"{i:08d}_{path}" for i, path in enumerate(sorted(expected))]
     for key, (image, label) in entries.items():
@@ -61,7 +61,7 @@ def test_list_file_with_a_corrupt_image(tmp_path, caplog):
     entries = read_all(tmp_path / "db")
     assert sorted(key[9:] for key in entries) == sorted(expected)
     assert all(image.shape == (1, 3, 2) for image, _ in entries.values())
-    assert not (tmp_path / "labels.txt").exists()
+    assert not (tmp_path / "db" / "labels.txt").exists()
 
 
 def test_fail_on_bad_image_leaves_no_db(tmp_path):
@@ -103,9 +103,23 @@ def test_check_size_and_source_errors(tmp_path):
     (tmp_path / "list.txt").write_text("a.png 1\nb.png cat\n")
     with pytest.raises(ConfnetError, match="list.txt:2"):
         convert_imageset(tmp_path / "list.txt", tmp_path / "db", progress=False)
-    (tmp_path / "labels.txt").write_text("bird\n")
-    with pytest.raises(ConfnetError, match="labels.txt"):
-        convert_imageset(tmp_path / "src", tmp_path / "db", progress=False)
+
+
+def test_each_database_keeps_its_own_labels(tmp_path, caplog):
+    """Train and test converted into one folder: each database carries its class names, and
+    numbering other classes than its neighbour is a warning naming the classes."""
+    make_tree(tmp_path / "train")
+    (tmp_path / "test" / "bird").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "test" / "bird" / "b.png")
+    (tmp_path / "test" / "cat").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "test" / "cat" / "c.png")
+    convert_imageset(tmp_path / "train", tmp_path / "data" / "train_lmdb", progress=False)
+    with caplog.at_level(logging.WARNING):
+        convert_imageset(tmp_path / "test", tmp_path / "data" / "test_lmdb", progress=False)
+    assert read_labels(tmp_path / "data" / "train_lmdb") == ["cat", "dog"]
+    assert read_labels(tmp_path / "data" / "test_lmdb") == ["bird", "cat"]
+    assert "classes only here: bird; only in 'train_lmdb': dog" in caplog.text
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["test_lmdb", "train_lmdb"]
 
 
 def test_processes_and_progress_bar(tmp_path, capsys):
@@ -133,3 +147,21 @@ def test_load_image_and_read_list_file(tmp_path):
     assert read_list_file(tmp_path / "list.txt") == [("cat/0.png", str(tmp_path / "cat/0.png"), 4)]
     np.testing.assert_array_equal(load_image(tmp_path / "cat/0.png"), expected["cat/0.png"][0])
     assert load_image(tmp_path / "cat/0.png", 2, 3, gray=True).shape == (1, 2, 3)
+
+
+def test_a_warning_does_not_glue_onto_the_progress_bar():
+    """On a terminal, the bar's line is cleared before a message and drawn again after it."""
+    import io
+
+    from confnet.data.convert import _Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    bar = _Progress(4, True, stream)
+    bar.advance()
+    with bar.set_aside():
+        stream.write("WARNING skipping 'x.png'\n")
+    assert "\r\033[KWARNING skipping 'x.png'\n\r[" in stream.getvalue()
