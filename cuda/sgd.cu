@@ -3,16 +3,14 @@
 //     g = diff * diff_scale                    (1 / iter_size: the mean of the accumulated passes)
 //     g += decay * data  (L2)  or  decay * sign(data)  (L1)     decay = weight_decay * decay_mult
 //     v = momentum * v + rate * g               rate = lr * lr_mult
-//     diff = v;  data -= v  (only with ``apply``)
+//     diff = v;  data -= v
 //
-// diff keeps the step, as Caffe's (and the CPU path's) Update leaves it. With diff_scale = 1,
-// decay = 0 and apply = 0 it is just the momentum step (the solver loop then scales, decays and
-// applies with separate whole-blob operations).
+// diff keeps the step, as Caffe's (and the CPU path's) Update leaves it.
 #include "common.cuh"
 
 extern "C" __global__ void sgd_update(int n, float* data, float* diff, float* history,
                                       float momentum, float rate, float decay, int l1,
-                                      float diff_scale, int apply) {
+                                      float diff_scale) {
     CUDA_KERNEL_LOOP(i, n) {
         const float w = data[i];
         float g = diff[i] * diff_scale;
@@ -21,6 +19,6 @@ extern "C" __global__ void sgd_update(int n, float* data, float* diff, float* hi
         const float v = momentum * history[i] + rate * g;
         history[i] = v;
         diff[i] = v;
-        if (apply) data[i] = w - v;
+        data[i] = w - v;
     }
 }

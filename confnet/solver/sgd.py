@@ -4,8 +4,8 @@
     w <- w - v
 
 ``v`` (one blob per parameter) is the history a snapshot saves. On the device one kernel
-(cuda/sgd.cu) computes the step; ``update_param_gpu`` also folds in the iter_size average, the
-weight decay and ``w -= v``, so a parameter's whole update is one pass over its memory.
+(cuda/sgd.cu, ``update_param_gpu``) also folds in the iter_size average, the weight decay and
+``w -= v``, so a parameter's whole update is one pass over its memory.
 """
 
 import numpy as np
@@ -23,22 +23,14 @@ class SGDSolver(Solver):
         v += (rate * self.net.params_lr[i]) * blob.diff
         blob.diff[...] = v
 
-    def compute_update_gpu(self, i, blob, rate):
-        """The device mirror of ``compute_update``: diff (averaged and decayed already) becomes
-        the step v = momentum * v + lr * lr_mult * diff."""
-        self._launch(i, blob, rate, diff_scale=1.0, decay=0.0, apply=False)
-
     def update_param_gpu(self, i, blob, rate):
-        """Parameter i's whole update in one kernel: diff / iter_size, plus weight_decay *
-        decay_mult * w (L2) or * sign(w) (L1), into the step v as above; diff = v; w -= v.
-        The same arithmetic as the loop's scale_diff, regularize, compute_update and update."""
+        """Parameter i's whole update in one kernel: g = diff / iter_size, plus weight_decay *
+        decay_mult * w (L2) or * sign(w) (L1); v = momentum * v + lr * lr_mult * g; diff = v;
+        w -= v. The arithmetic of the loop's scale_diff, regularize, compute_update and update,
+        in the same order."""
         p = self.param
-        decay = p.weight_decay * self.net.params_weight_decay[i]
-        self._launch(i, blob, rate, diff_scale=1.0 / p.iter_size, decay=decay, apply=True)
-
-    def _launch(self, i, blob, rate, diff_scale, decay, apply):
         launch_1d("sgd.cu", "sgd_update", blob.count, blob.mutable_gpu_data,
                   blob.mutable_gpu_diff, self.history[i].mutable_gpu_data,
-                  np.float32(self.param.momentum), np.float32(rate * self.net.params_lr[i]),
-                  np.float32(decay), np.int32(self.param.regularization_type == "L1"),
-                  np.float32(diff_scale), np.int32(apply))
+                  np.float32(p.momentum), np.float32(rate * self.net.params_lr[i]),
+                  np.float32(p.weight_decay * self.net.params_weight_decay[i]),
+                  np.int32(p.regularization_type == "L1"), np.float32(1.0 / p.iter_size))
