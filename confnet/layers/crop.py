@@ -1,5 +1,7 @@
 """Crop: cut bottom[0] down to bottom[1]'s shape from ``axis`` on."""
 
+import numpy as np
+
 from .base import Layer
 from .registry import register_layer
 
@@ -17,10 +19,18 @@ class Crop(Layer):
 
     Settings: axis (default 2, negative counts from the end), offset. Every cropped axis needs
     offset + reference size <= x's size.
+
+    On the device (``cuda/crop.cu``) both directions are gathers over any number of axes, with
+    the sizes and offsets in a layer-owned int32 blob (x's size, y's size, offset per axis).
     """
 
     params = ("crop_param",)
     num_bottom, num_top = 2, 1
+    has_gpu = True
+    kernels = "crop.cu"
+
+    def layer_setup(self, bottom, top):
+        self.geometry = self.new_blob(dtype=np.int32)
 
     def allow_force_backward(self, bottom_index):
         return bottom_index == 0
@@ -44,6 +54,13 @@ class Crop(Layer):
                          f"{ref[axis]} > {x[axis]}")
             self.index += (slice(offset, offset + ref[axis]),)
         top[0].reshape(x[:start] + ref[start:len(x)])
+        # Rewritten on the host only when the shapes change, so a device run copies it once.
+        geometry = [(size, kept, cells.start or 0)
+                    for size, kept, cells in zip(x, top[0].shape, self.index)]
+        if self.geometry.shape != (len(x), 3) or not np.array_equal(self.geometry.cpu_data,
+                                                                    geometry):
+            self.geometry.reshape((len(x), 3))
+            self.geometry.data[...] = geometry
 
     def forward_cpu(self, bottom, top):
         top[0].data[...] = bottom[0].data[self.index]
@@ -54,3 +71,16 @@ class Crop(Layer):
             bottom[0].diff[self.index] = top[0].diff
         if propagate_down[1]:
             bottom[1].diff[...] = 0
+
+    def forward_gpu(self, bottom, top):
+        x, y = bottom[0], top[0]
+        self.launch_1d("crop_forward", y.count, x.gpu_data, np.int32(x.num_axes),
+                       self.geometry.gpu_data, y.mutable_gpu_data)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            x = bottom[0]
+            self.launch_1d("crop_backward", x.count, top[0].gpu_diff, np.int32(x.num_axes),
+                           self.geometry.gpu_data, x.mutable_gpu_diff)
+        if propagate_down[1]:
+            bottom[1].zero_diff()

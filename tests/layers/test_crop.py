@@ -3,7 +3,7 @@ import pytest
 
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_layer
+from tests.layers.harness import DEVICES, RNG, check_layer, check_layer_gpu, make_layer
 
 
 def reference_crop(x, ref_shape, start, offsets):
@@ -27,6 +27,19 @@ def test_crop(fields, ref_shape, start, offsets):
     ref = RNG.normal(size=ref_shape)
     want = reference_crop(x, ref_shape, start, offsets)
     check_layer(f'type: "Crop" crop_param {{ {fields} }}', [x, ref], [want], no_grad=(1,))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fields, x_shape, ref_shape", [
+    ("axis: 1 offset: 1 offset: 2 offset: 0", (3, 5, 7, 6), (3, 3, 4, 6)),
+    ("offset: 2", (2, 3, 9, 7), (1, 1, 5, 3)),
+    ("axis: -1 offset: 3", (3, 5, 11), (1, 1, 7)),
+    ("axis: 0 offset: 1", (4, 3, 2, 5, 3), (2, 2, 1, 3, 2)),     # every axis cropped, 5-D
+])
+def test_gpu_matches_cpu(device, fields, x_shape, ref_shape):
+    # The reference gets a gradient of zeros on both sides (it is compared too).
+    check_layer_gpu(f'type: "Crop" crop_param {{ {fields} }}',
+                    [RNG.normal(size=x_shape), RNG.normal(size=ref_shape)], device=device)
 
 
 def test_gradient_is_zero_outside_the_crop_and_for_the_reference():
