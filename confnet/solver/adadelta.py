@@ -7,6 +7,7 @@
 
 Two history blobs per parameter, laid out as Caffe's .solverstate keeps them: the gradient
 histories ``h`` of all N parameters, then their update histories ``u`` (``history[N + i]``).
+On the device, cuda/optimizers.cu's ``adadelta_update`` does the whole update in one pass.
 """
 
 import numpy as np
@@ -31,3 +32,10 @@ class AdaDeltaSolver(Solver):
         u *= momentum
         u += (1 - momentum) * (d * d)
         blob.diff[...] = (rate * self.net.params_lr[i]) * d
+
+    def update_param_gpu(self, i, blob, rate):
+        momentum = self.param.momentum
+        self.launch_update("adadelta_update", i, blob, self.history_gpu(i, 0),
+                           self.history_gpu(i, 1), np.float32(momentum),
+                           np.float32(1 - momentum), np.float32(rate * self.net.params_lr[i]),
+                           np.float32(self.param.delta))

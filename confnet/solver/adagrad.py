@@ -4,6 +4,7 @@
     step = lr * lr_mult * g / (sqrt(h) + delta)
 
 ``h`` (one blob per parameter) is the history a snapshot saves. As in Caffe, momentum must be 0.
+On the device, cuda/optimizers.cu's ``adagrad_update`` does the whole update in one pass.
 """
 
 import numpy as np
@@ -26,3 +27,8 @@ class AdaGradSolver(Solver):
         g = blob.diff
         h += g * g
         blob.diff[...] = (rate * self.net.params_lr[i]) * (g / (np.sqrt(h) + self.param.delta))
+
+    def update_param_gpu(self, i, blob, rate):
+        self.launch_update("adagrad_update", i, blob, self.history_gpu(i),
+                           np.float32(rate * self.net.params_lr[i]),
+                           np.float32(self.param.delta))

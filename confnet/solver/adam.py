@@ -6,7 +6,8 @@ eps = delta, and t = iter + 1.
     step = lr * lr_mult * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)
 
 Two history blobs per parameter, laid out as Caffe's .solverstate keeps them: ``m`` of all N
-parameters, then their ``v`` (``history[N + i]``).
+parameters, then their ``v`` (``history[N + i]``). On the device, cuda/optimizers.cu's
+``adam_update`` does the whole update in one pass.
 """
 
 import math
@@ -21,13 +22,17 @@ from .solver import Solver
 class AdamSolver(Solver):
     history_per_param = 2
 
+    def _correction(self):
+        """sqrt(1 - beta2^t) / (1 - beta1^t), t = iter + 1: the bias correction of m and v."""
+        t = self.iter + 1
+        return math.sqrt(1 - self.param.momentum2 ** t) / (1 - self.param.momentum ** t)
+
     def compute_update(self, i, rate):
         blob = self.net.learnable_params[i]
         m, v = (self.history[i].data,
                 self.history[len(self.net.learnable_params) + i].data)
         beta1, beta2 = self.param.momentum, self.param.momentum2
-        t = self.iter + 1
-        correction = math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+        correction = self._correction()
         g = blob.diff
         m *= beta1
         m += (1 - beta1) * g
@@ -35,3 +40,11 @@ class AdamSolver(Solver):
         v += (1 - beta2) * (g * g)
         local_rate = rate * self.net.params_lr[i]
         blob.diff[...] = (local_rate * correction) * (m / (np.sqrt(v) + self.param.delta))
+
+    def update_param_gpu(self, i, blob, rate):
+        beta1, beta2 = self.param.momentum, self.param.momentum2
+        local_rate = rate * self.net.params_lr[i]
+        self.launch_update("adam_update", i, blob, self.history_gpu(i, 0), self.history_gpu(i, 1),
+                           np.float32(beta1), np.float32(1 - beta1), np.float32(beta2),
+                           np.float32(1 - beta2), np.float32(local_rate * self._correction()),
+                           np.float32(self.param.delta))

@@ -4,7 +4,8 @@
     step = lr * lr_mult * g / (sqrt(h) + delta)
 
 ``h`` (one blob per parameter) is the history a snapshot saves. As in Caffe, momentum must be 0
-and 0 <= rms_decay < 1.
+and 0 <= rms_decay < 1. On the device, cuda/optimizers.cu's ``rmsprop_update`` does the whole
+update in one pass.
 """
 
 import numpy as np
@@ -33,3 +34,10 @@ class RMSPropSolver(Solver):
         h *= decay
         h += (1 - decay) * (g * g)
         blob.diff[...] = (rate * self.net.params_lr[i]) * (g / (np.sqrt(h) + self.param.delta))
+
+    def update_param_gpu(self, i, blob, rate):
+        decay = self.param.rms_decay
+        self.launch_update("rmsprop_update", i, blob, self.history_gpu(i),
+                           np.float32(decay), np.float32(1 - decay),
+                           np.float32(rate * self.net.params_lr[i]),
+                           np.float32(self.param.delta))

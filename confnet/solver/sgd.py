@@ -4,13 +4,13 @@
     w <- w - v
 
 ``v`` (one blob per parameter) is the history a snapshot saves. On the device one kernel
-(cuda/sgd.cu, ``update_param_gpu``) also folds in the iter_size average, the weight decay and
-``w -= v``, so a parameter's whole update is one pass over its memory.
+(cuda/optimizers.cu's ``sgd_update``, through ``update_param_gpu``) also folds in the iter_size
+average, the weight decay and ``w -= v``, so a parameter's whole update is one pass over its
+memory.
 """
 
 import numpy as np
 
-from ..gpu.launch import launch_1d
 from .registry import register_solver
 from .solver import Solver
 
@@ -28,9 +28,6 @@ class SGDSolver(Solver):
         decay_mult * w (L2) or * sign(w) (L1); v = momentum * v + lr * lr_mult * g; diff = v;
         w -= v. The arithmetic of the loop's scale_diff, regularize, compute_update and update,
         in the same order."""
-        p = self.param
-        launch_1d("sgd.cu", "sgd_update", blob.count, blob.mutable_gpu_data,
-                  blob.mutable_gpu_diff, self.history[i].mutable_gpu_data,
-                  np.float32(p.momentum), np.float32(rate * self.net.params_lr[i]),
-                  np.float32(p.weight_decay * self.net.params_weight_decay[i]),
-                  np.int32(p.regularization_type == "L1"), np.float32(1.0 / p.iter_size))
+        self.launch_update("sgd_update", i, blob, self.history_gpu(i),
+                           np.float32(self.param.momentum),
+                           np.float32(rate * self.net.params_lr[i]))

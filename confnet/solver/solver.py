@@ -59,6 +59,7 @@ class Solver:
                         for i, p in enumerate(self.net.learnable_params)]
         self.losses = deque(maxlen=max(param.average_loss, 1))
         self._device_losses = None    # per-iteration losses not yet read from the device
+        self._sumsq_slots = None      # device buffer of clip_gradients' per-parameter sums
         self.requested_stop = False       # finish the current iteration, then stop
         self.requested_snapshot = False   # snapshot after the current iteration
         self.on_iteration = []   # callbacks f(solver, loss) after each iteration
@@ -391,12 +392,50 @@ class Solver:
         if limit < 0:
             return
         params = self.net.learnable_params
-        norm = float(np.sqrt(sum(p.sumsq_diff() for p in params)))
+        norm = math.sqrt(self._gradient_sumsq(params))
         if norm > limit:
             log.info("Gradient clipping: scaling down gradients (L2 norm %g > %g) by scale "
                      "factor %g", norm, limit, limit / norm)
             for p in params:
                 p.scale_diff(limit / norm)
+
+    def _gradient_sumsq(self, params):
+        """sum over all parameters of sum(diff^2). On the device: each parameter's sum by the
+        deterministic two-pass reduction into its own slot of a device buffer, then one sum of
+        the slots, so the same gradients give the same bits on every run. Its one float is read
+        back to the host every iteration: acceptable only because clip_gradients asked for it
+        (the decision to scale, and Caffe's log line, need the norm on the host); without
+        clipping an iteration reads nothing back."""
+        if not params or not params[0].on_device:
+            return sum(p.sumsq_diff() for p in params)
+        from ..gpu import blas
+        if self._sumsq_slots is None or self._sumsq_slots.count != len(params) + 1:
+            self._sumsq_slots = Blob((len(params) + 1,), name="gradient sums of squares")
+        slots = self._sumsq_slots.mutable_gpu_data
+        for i, p in enumerate(params):
+            blas.sumsq(p.count, p.gpu_diff, slots + 4 * i)
+        total = slots + 4 * len(params)
+        blas.asum(len(params), slots, total)   # the slots are >= 0: their sum is their asum
+        value = np.zeros(1, np.float32)
+        gpu.current().dtoh(value, total)
+        return float(value[0])
+
+    def launch_update(self, kernel, i, blob, *rule):
+        """Parameter ``i``'s fused device update: ``kernel`` of cuda/optimizers.cu over its data
+        and diff with ``rule`` (history pointers, then the rule's scalars), followed by what
+        every update shares: the weight decay (L2 or L1) and the iter_size average. The kernel
+        does the loop's scale, decay, step and ``w -= step`` in one pass."""
+        from ..gpu.launch import launch_1d
+        p = self.param
+        launch_1d("optimizers.cu", kernel, blob.count, blob.mutable_gpu_data,
+                  blob.mutable_gpu_diff, *rule,
+                  np.float32(p.weight_decay * self.net.params_weight_decay[i]),
+                  np.int32(p.regularization_type == "L1"), np.float32(1.0 / p.iter_size))
+
+    def history_gpu(self, i, k=0):
+        """Device pointer of history blob ``k`` of parameter ``i`` (Caffe's layout: blob k of
+        every parameter before blob k + 1 of any)."""
+        return self.history[k * len(self.net.learnable_params) + i].mutable_gpu_data
 
     def regularize(self, i):
         decay = self.param.weight_decay * self.net.params_weight_decay[i]

@@ -1,4 +1,4 @@
-"""The SGD update on the device (cuda/sgd.cu) against the solver's CPU update.
+"""The SGD update on the device (cuda/optimizers.cu) against the solver's CPU update.
 
 Two solvers of the same net start from the same weights, gradients and momentum history; both
 run the solver's ``apply_update``, one on the CPU, the other on the device, where each parameter
@@ -64,10 +64,10 @@ def test_device_update_matches_cpu(device, settings):
             blob.gpu_data, blob.gpu_diff, history.gpu_data   # noqa: B018 (upload before counting)
         backend.copies.reset()
         dev.apply_update()
-        # Clipping reads the gradient norm back (one float per parameter); nothing else moves.
+        # Clipping reads the global gradient norm back (one float); nothing else moves.
         clipped = "clip_gradients" in settings
         assert backend.copies.htod == 0, backend.copies
-        assert backend.copies.dtoh == (2 if clipped else 0), backend.copies
+        assert backend.copies.dtoh == (1 if clipped else 0), backend.copies
         got = state(dev)
     names = [f"param {i} {part}" for i in range(2) for part in ("data", "diff", "history")]
     for name, g, w in zip(names, got, want):
