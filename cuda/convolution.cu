@@ -84,3 +84,61 @@ extern "C" __global__ void convolution_dy_to_rows(int n, const float* dy, int nu
     dyt[index] = dy[((size_t)b * channels + m) * positions + p];
   }
 }
+
+// The Im2col layer (confnet/layers/im2col_layer.py): the same windows as convolution_im2col, laid
+// out per image as the layer's top (num, C kh kw, OH OW), i.e.
+//
+//   y[b][(c * kh + i) * kw + j][oh * OW + ow] = xpad[b, c, oh * stride_h + i * dil_h,
+//                                                           ow * stride_w + j * dil_w]
+//
+// One thread per (b, c, oh, ow), writing its window down the rows of its image (consecutive
+// threads write consecutive positions of a row).
+extern "C" __global__ void im2col_forward(int n, const float* x, int height, int width,
+                                          int kernel_h, int kernel_w, int pad_h, int pad_w,
+                                          int stride_h, int stride_w, int dil_h, int dil_w,
+                                          int out_h, int out_w, float* y) {
+  const int positions = out_h * out_w;
+  CUDA_KERNEL_LOOP(index, n) {  // n = num * channels * positions
+    const int ow = index % out_w;
+    const int oh = (index / out_w) % out_h;
+    const int plane = index / positions;  // b * channels + c
+    const float* image = x + (size_t)plane * height * width;
+    float* out = y + (size_t)plane * kernel_h * kernel_w * positions + oh * out_w + ow;
+    const int h0 = oh * stride_h - pad_h, w0 = ow * stride_w - pad_w;
+    for (int i = 0; i < kernel_h; ++i) {
+      const int h = h0 + i * dil_h;
+      for (int j = 0; j < kernel_w; ++j) {
+        const int w = w0 + j * dil_w;
+        *out = (h >= 0 && h < height && w >= 0 && w < width) ? image[h * width + w] : 0.0f;
+        out += positions;
+      }
+    }
+  }
+}
+
+// Its adjoint, as convolution_col2im: one thread per x cell gathers the entries of dy read from
+// it (no atomics, fixed order of additions). Overwrites dx.
+extern "C" __global__ void im2col_backward(int n, const float* dy, int height, int width,
+                                           int kernel_h, int kernel_w, int pad_h, int pad_w,
+                                           int stride_h, int stride_w, int dil_h, int dil_w,
+                                           int out_h, int out_w, float* dx) {
+  const int positions = out_h * out_w;
+  CUDA_KERNEL_LOOP(index, n) {  // n = num * channels * height * width
+    const int w = index % width;
+    const int h = (index / width) % height;
+    const int plane = index / (width * height);  // b * channels + c
+    const float* rows = dy + (size_t)plane * kernel_h * kernel_w * positions;
+    float sum = 0.0f;
+    for (int i = 0; i < kernel_h; ++i) {
+      const int hs = h + pad_h - i * dil_h;
+      if (hs < 0 || hs % stride_h != 0 || hs / stride_h >= out_h) continue;
+      const int oh = hs / stride_h;
+      for (int j = 0; j < kernel_w; ++j) {
+        const int ws = w + pad_w - j * dil_w;
+        if (ws < 0 || ws % stride_w != 0 || ws / stride_w >= out_w) continue;
+        sum += rows[(size_t)(i * kernel_w + j) * positions + oh * out_w + ws / stride_w];
+      }
+    }
+    dx[index] = sum;
+  }
+}

@@ -27,13 +27,20 @@ class Im2col(Layer):
     axis or one per axis; kernel_h/_w, stride_h/_w, pad_h/_w in 2-D), read as Convolution reads
     them; axis; force_nd_im2col and engine do not change the result. num_output, group,
     bias_term and the fillers play no part, as in Caffe.
+
+    On the device (1-D and 2-D; with more spatial axes the layer runs its host path) the
+    convolution family's kernels ``im2col_forward``/``im2col_backward`` (``cuda/convolution.cu``)
+    write the top in this layout directly and gather dx per input cell, without atomics.
     """
 
     params = ("convolution_param",)
     num_bottom = num_top = 1
+    has_gpu = True
+    kernels = "convolution.cu"
 
-    # The geometry parsing Convolution uses.
+    # The geometry parsing Convolution uses, and its kernel arguments (1-D as 2-D of height 1).
     read_geometry, _per_axis = Convolution.read_geometry, Convolution._per_axis
+    _geometry_2d = Convolution._geometry_2d
 
     def layer_setup(self, bottom, top):
         p = self.param.convolution_param
@@ -42,6 +49,7 @@ class Im2col(Layer):
         self.require(n >= 1, f"needs at least one spatial axis after the channel axis "
                              f"{self.axis}, got input shape {bottom[0].shape}")
         self.read_geometry(p, n)
+        self.has_gpu = type(self).has_gpu and n <= 2
 
     def reshape(self, bottom, top):
         shape = bottom[0].shape
@@ -76,3 +84,13 @@ class Im2col(Layer):
         dcol = top[0].diff.reshape(col_shape).transpose(np.argsort(self._col_order()))
         col2im(dcol, bottom[0].diff.reshape(self.batched), self.kernel, self.pad, self.stride,
                self.dilation)
+
+    def forward_gpu(self, bottom, top):
+        windows = top[0].count // int(np.prod(self.kernel))   # one thread per (n, c, o)
+        self.launch_1d("im2col_forward", windows, bottom[0].gpu_data,
+                       *self._geometry_2d(self.batched[2:]), top[0].mutable_gpu_data)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            self.launch_1d("im2col_backward", bottom[0].count, top[0].gpu_diff,
+                           *self._geometry_2d(self.batched[2:]), bottom[0].mutable_gpu_diff)

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    make_blobs,
+    make_layer,
+)
 
 
 def reference_im2col(x, kernel, pad, stride, dilation):
@@ -55,6 +62,27 @@ def test_backward_sums_overlapping_windows():
     layer.backward(top, [True], bottom)
     # Each cell is read once per window that covers it: 4 at the corners, 9 inside.
     assert bottom[0].diff[0, 0, 0, 0] == 4 and bottom[0].diff[0, 0, 1, 1] == 9
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape, fields", [
+    ((2, 3, 7, 6), "kernel_size: 3 pad: 1 stride: 2"),
+    ((1, 2, 7, 9), "kernel_h: 2 kernel_w: 3 pad_h: 1 stride_h: 1 stride_w: 2"),
+    ((2, 2, 7, 7), "kernel_size: 2 dilation: 3 pad: 2"),
+    ((2, 3, 2, 5, 4), "kernel_size: 2 axis: 2"),             # lead axes merged into the batch
+    ((3, 2, 11), "kernel_size: 3 stride: 2 pad: 1"),         # 1-D: height 1
+])
+def test_gpu_matches_cpu(device, shape, fields):
+    check_layer_gpu(im2col_text(fields), [RNG.normal(size=shape)], device=device)
+
+
+def test_three_spatial_axes_keep_the_host_path():
+    def layer(shape):
+        made = make_layer(im2col_text("kernel_size: 2"), dtype=np.float32)
+        made.setup(make_blobs([np.zeros(shape)], np.float32), make_blobs([[0]], np.float32))
+        return made
+    assert layer((1, 2, 5)).has_gpu and layer((1, 2, 5, 4)).has_gpu
+    assert not layer((1, 2, 4, 3, 5)).has_gpu
 
 
 @pytest.mark.parametrize("fields, shape, message", [
