@@ -244,13 +244,16 @@ class Convolution(Layer):
         return [slice(start, start + step) for start in range(0, n, step)]
 
     # -- device ----------------------------------------------------------------------------------
-    def _geometry_2d(self, spatial):
+    def _geometry_2d(self, spatial, out=None):
         """(height, width, kernel_h, kernel_w, pad_h, pad_w, stride_h, stride_w, dil_h, dil_w,
-        out_h, out_w) as int32 kernel arguments; a 1-D convolution is a 2-D one of height 1."""
+        out_h, out_w) as int32 kernel arguments; a 1-D convolution is a 2-D one of height 1.
+        ``out`` defaults to self.out (Deconvolution passes its input's size: its columns are
+        the windows of its output)."""
         lead = (1,) * (2 - len(spatial))
         zero = (0,) * (2 - len(spatial))
+        out = self.out if out is None else tuple(out)
         values = (lead + tuple(spatial) + lead + self.kernel + zero + self.pad + lead + self.stride
-                  + lead + self.dilation + lead + self.out)
+                  + lead + self.dilation + lead + out)
         return tuple(np.int32(v) for v in values)
 
     def _device_im2col(self, x_ptr, n, spatial, col_ptr):

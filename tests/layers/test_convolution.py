@@ -219,4 +219,5 @@ def test_only_one_and_two_spatial_axes_have_a_device_path():
         return made
     assert layer((1, 2, 5)).has_gpu and layer((1, 2, 5, 4)).has_gpu
     assert not layer((1, 2, 5, 4, 3)).has_gpu
-    assert not layer((1, 2, 5, 4), "Deconvolution").has_gpu
+    assert layer((1, 2, 5, 4), "Deconvolution").has_gpu
+    assert not layer((1, 2, 5, 4, 3), "Deconvolution").has_gpu

@@ -4,8 +4,16 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from confnet.layers import deconvolution
-from tests.layers.harness import RNG, check_layer, layer_text, make_blobs, make_layer
+from confnet.layers import TEST, deconvolution
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    layer_text,
+    make_blobs,
+    make_layer,
+)
 
 
 def reference_deconv(x, w, b, pad, stride, dilation, group=1):
@@ -127,6 +135,34 @@ def test_float32_stays_float32():
     want = reference_deconv(x, layer.blobs[0].data.astype(np.float64), None, (0, 0), (2, 2),
                             (1, 1))
     np.testing.assert_allclose(top[0].data, want, rtol=1e-4, atol=1e-4)
+
+
+FILLED = {"weight_filler": '{ type: "gaussian" }', "bias_filler": '{ type: "gaussian" }'}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("settings, shape", [
+    ({"num_output": 3, "kernel_size": 4, "stride": 2, "pad": 1}, (2, 3, 5, 4)),
+    ({"num_output": 3, "kernel_h": 2, "kernel_w": 3, "stride_h": 3, "stride_w": 2, "pad_w": 1},
+     (2, 2, 3, 5)),
+    ({"num_output": 6, "kernel_size": 3, "group": 2, "dilation": 2, "stride": 2, "pad": 1,
+      "bias_term": "false"}, (3, 4, 3, 4)),
+    ({"num_output": 2, "kernel_size": 3, "stride": 2, "pad": 1}, (2, 3, 7)),   # 1-D
+])
+def test_gpu_matches_cpu(device, settings, shape):
+    check_layer_gpu(deconv_text(**settings, **FILLED), [RNG.normal(size=shape)], device=device,
+                    rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_several_bottoms_test_phase_and_chunks(device, monkeypatch):
+    x1, x2 = RNG.normal(size=(3, 2, 3, 4)), RNG.normal(size=(3, 2, 3, 4))
+    text = deconv_text(num_output=3, kernel_size=3, stride=2, **FILLED)
+    check_layer_gpu(text, [x1, x2], num_top=2, device=device, rtol=2e-5, atol=2e-5)
+    check_layer_gpu(text, [x1], phase=TEST, device=device, rtol=2e-5, atol=2e-5)
+    # A budget of one image's column buffer (M K P values): the batch runs image by image.
+    monkeypatch.setattr(deconvolution.convolution, "_COL_BUDGET", 3 * 9 * 12 * 4)
+    check_layer_gpu(text, [x1], device=device, rtol=2e-5, atol=2e-5)
 
 
 @pytest.mark.parametrize("settings, message", [
