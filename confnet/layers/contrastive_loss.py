@@ -4,6 +4,7 @@ import numpy as np
 
 from .base import LossLayer
 from .registry import register_layer
+from .softmax_loss import REDUCE_THREADS
 
 
 @register_layer("ContrastiveLoss")
@@ -21,15 +22,20 @@ class ContrastiveLoss(LossLayer):
                            (legacy: -s (a_n - b_n)  if margin > d_n^2), else 0;
         db_n = -da_n. The 1e-4 is Caffe's guard against d_n = 0, so the gradient is that much
     off the exact derivative of the loss. loss_param is not read (the loss always divides by N).
+    On the device (cuda/loss.cu) a - b, d_n^2 and the pair terms are layer-owned blobs.
     """
 
     params = ("contrastive_loss_param",)
     num_bottom = 3
+    has_gpu = True
+    kernels = "loss.cu"
 
     def layer_setup(self, bottom, top):
         p = self.param.contrastive_loss_param
         self.margin = float(p.margin)
         self.legacy = p.legacy_version
+        self.delta_blob, self.dist_sq_blob, self.pair_loss = (
+            self.new_blob(), self.new_blob(), self.new_blob())
 
     def allow_force_backward(self, bottom_index):
         return bottom_index != 2
@@ -44,6 +50,9 @@ class ContrastiveLoss(LossLayer):
                      f"bottom[0] {a.shape} and bottom[1] {b.shape} need the same channels")
         self.require(y.count == a.shape[0],
                      f"bottom[2] {y.shape} needs one similarity value per pair ({a.shape[0]})")
+        self.delta_blob.reshape_like(a)
+        for blob in (self.dist_sq_blob, self.pair_loss):
+            blob.reshape((a.shape[0],))
 
     def forward_cpu(self, bottom, top):
         n = bottom[0].shape[0]
@@ -73,3 +82,24 @@ class ContrastiveLoss(LossLayer):
         for i, sign in ((0, 1.0), (1, -1.0)):
             if propagate_down[i]:
                 bottom[i].diff[...] = (sign * da).reshape(bottom[i].shape)
+
+    def forward_gpu(self, bottom, top):
+        n, channels = bottom[0].shape[:2]
+        self.launch_1d("contrastive_loss_forward", n, bottom[0].gpu_data, bottom[1].gpu_data,
+                       bottom[2].gpu_data, self.delta_blob.mutable_gpu_data,
+                       self.dist_sq_blob.mutable_gpu_data, self.pair_loss.mutable_gpu_data,
+                       np.int32(channels), np.float32(self.margin), np.int32(self.legacy))
+        self.launch("loss_reduce", 1, REDUCE_THREADS, np.int32(n), self.pair_loss.gpu_data, 0,
+                    top[0].mutable_gpu_data, 0, np.float32(max(n, 1)), np.float32(0.5))
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if propagate_down[2]:
+            self.fail("cannot back-propagate to the similarity labels (bottom[2])")
+        n, channels = bottom[0].shape[:2]
+        for i, sign in ((0, 1.0), (1, -1.0)):
+            if propagate_down[i]:
+                self.launch_1d("contrastive_loss_backward", bottom[i].count,
+                               self.delta_blob.gpu_data, self.dist_sq_blob.gpu_data,
+                               bottom[2].gpu_data, top[0].gpu_diff, bottom[i].mutable_gpu_diff,
+                               np.int32(channels), np.float32(self.margin),
+                               np.int32(self.legacy), np.float32(sign / n))

@@ -1,14 +1,28 @@
 """InfogainLoss: a softmax loss in which every (true class, predicted class) pair has a weight."""
 
+from functools import partial
+from types import SimpleNamespace
+
 import numpy as np
 
+from ..gpu.launch import launch, launch_1d
 from ..proto.io import read_binaryproto
 from .base import LossLayer
 from .loss_normalizer import VALID, normalization_mode, normalizer
 from .multinomial_logistic_loss import log_threshold
 from .registry import register_layer
-from .softmax import softmax, softmax_backward, split_at_axis
-from .softmax_loss import check_label_count, ignore_label, read_labels
+from .softmax import softmax, softmax_backward, softmax_backward_gpu, softmax_gpu, split_at_axis
+from .softmax_loss import (
+    REDUCE_THREADS,
+    check_label_count,
+    ignore_args,
+    ignore_label,
+    read_labels,
+)
+
+# The softmax helpers launch through an object's launch/launch_1d: these run cuda/softmax.cu's.
+_SOFTMAX = SimpleNamespace(launch=partial(launch, "softmax.cu"),
+                           launch_1d=partial(launch_1d, "softmax.cu"))
 
 
 @register_layer("InfogainLoss")
@@ -30,10 +44,14 @@ class InfogainLoss(LossLayer):
     positions, 0 at ignored ones, w = top[0].diff (the exact gradient where no p_l is below
     1e-20). No gradient to the labels or to H. Unlike Caffe, a gradient arriving in top[1] is
     back-propagated too (it is zero unless something consumes p with a gradient).
+    On the device (cuda/loss.cu; the softmax from cuda/softmax.cu) the VALID count is taken there
+    too, and a counted label outside 0..C-1 makes the loss NaN instead of an error.
     """
 
     params = ("infogain_loss_param", "loss_param")
     max_top = 2
+    has_gpu = True
+    kernels = "loss.cu"
 
     def layer_setup(self, bottom, top):
         lp = self.param.loss_param
@@ -50,6 +68,14 @@ class InfogainLoss(LossLayer):
             self.require(source, "needs the infogain matrix H: set infogain_loss_param.source "
                          "to a .binaryproto file or give it as a third bottom")
             self.infogain = read_binaryproto(source).astype(self.dtype)
+        # Device buffers: p, per position the loss and whether it counts, the normalizer, the
+        # row sums of H, and H itself when it comes from the file (copied over once).
+        self.prob_blob, self.position_loss, self.counted, self.norm_blob, self.row_sums = (
+            self.new_blob(), self.new_blob(), self.new_blob(), self.new_blob((1,)),
+            self.new_blob())
+        if self.infogain is not None:
+            self.infogain_blob = self.new_blob(self.infogain.shape)
+            self.infogain_blob.set_data(self.infogain)
 
     def allow_force_backward(self, bottom_index):
         return bottom_index == 0
@@ -65,6 +91,10 @@ class InfogainLoss(LossLayer):
                      f"H has {h_count} values; {classes} classes need {classes}x{classes}")
         if len(top) > 1:
             top[1].reshape_like(bottom[0])
+        self.prob_blob.reshape_like(bottom[0])
+        for blob in (self.position_loss, self.counted):
+            blob.reshape((bottom[1].count,))
+        self.row_sums.reshape((classes,))
 
     def _matrix(self, bottom):
         h = bottom[2].data if len(bottom) == 3 else self.infogain
@@ -98,3 +128,42 @@ class InfogainLoss(LossLayer):
         if len(top) > 1:
             dx += softmax_backward(self.prob, top[1].diff.reshape(self.dims))
         bottom[0].diff[...] = dx.reshape(bottom[0].shape)
+
+    def _gpu_matrix(self, bottom):
+        return bottom[2].gpu_data if len(bottom) == 3 else self.infogain_blob.gpu_data
+
+    def forward_gpu(self, bottom, top):
+        outer, channels, inner = self.dims
+        softmax_gpu(_SOFTMAX, self.dims, bottom[0].gpu_data, self.prob_blob.mutable_gpu_data)
+        self.launch_1d("infogain_loss_forward", outer * inner, self.prob_blob.gpu_data,
+                       bottom[1].gpu_data, self._gpu_matrix(bottom),
+                       self.position_loss.mutable_gpu_data, self.counted.mutable_gpu_data,
+                       np.int32(channels), np.int32(inner), *ignore_args(self.ignore_label))
+        # VALID counts on the device (-1 says so); the other normalizers are known here.
+        fixed = -1.0 if self.normalization == VALID else normalizer(
+            self.normalization, outer, inner, 0)
+        self.launch("loss_reduce", 1, REDUCE_THREADS, np.int32(outer * inner),
+                    self.position_loss.gpu_data, self.counted.gpu_data, top[0].mutable_gpu_data,
+                    self.norm_blob.mutable_gpu_data, np.float32(fixed), np.float32(1))
+        if len(top) > 1:
+            top[1].copy_from(self.prob_blob)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if propagate_down[1]:
+            self.fail("cannot back-propagate to the labels (bottom[1])")
+        if len(bottom) == 3 and propagate_down[2]:
+            self.fail("cannot back-propagate to the infogain matrix (bottom[2])")
+        if not propagate_down[0]:
+            return
+        _, channels, inner = self.dims
+        h = self._gpu_matrix(bottom)
+        self.launch_1d("infogain_loss_backward_row_sums", channels, h,
+                       self.row_sums.mutable_gpu_data)
+        dx = bottom[0].mutable_gpu_diff
+        if len(top) > 1:   # the probability top's gradient first; the loss's is added to it
+            softmax_backward_gpu(_SOFTMAX, self.dims, self.prob_blob.gpu_data, top[1].gpu_diff,
+                                 dx)
+        self.launch_1d("infogain_loss_backward", bottom[0].count, self.prob_blob.gpu_data,
+                       bottom[1].gpu_data, h, self.row_sums.gpu_data, top[0].gpu_diff,
+                       self.norm_blob.gpu_data, dx, np.int32(channels), np.int32(inner),
+                       *ignore_args(self.ignore_label), np.int32(len(top) > 1))

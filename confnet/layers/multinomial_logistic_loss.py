@@ -4,7 +4,7 @@ import numpy as np
 
 from .base import LossLayer
 from .registry import register_layer
-from .softmax_loss import check_label_count, read_labels
+from .softmax_loss import REDUCE_THREADS, check_label_count, read_labels
 
 LOG_THRESHOLD = 1e-20  # Caffe's kLOG_THRESHOLD: probabilities are clamped here before the log
 
@@ -23,16 +23,24 @@ class MultinomialLogisticLoss(LossLayer):
     backward: dp[n, label[n]] = -w / N / max(p[n, label[n]], 1e-20), every other element 0,
     w = top[0].diff; no gradient to the labels. loss_param is not read (the loss always divides
     by N).
+    On the device (cuda/loss.cu) a label outside 0..K-1 cannot be reported: the loss and its
+    gradient become NaN, which the solver stops on.
     """
 
     params = ()
     num_bottom = 2
+    has_gpu = True
+    kernels = "loss.cu"
+
+    def layer_setup(self, bottom, top):
+        self.row_loss = self.new_blob()   # device: -log p[n, label[n]] per row
 
     def reshape(self, bottom, top):
         super().reshape(bottom, top)
         n = bottom[0].shape[0]
         self.dims = (n, bottom[0].count // n if n else 0, 1)
         check_label_count(self, bottom[1], self.dims)
+        self.row_loss.reshape((n,))
 
     def _label_probs(self, bottom):
         p = bottom[0].data.reshape(self.dims[:2])
@@ -52,3 +60,20 @@ class MultinomialLogisticLoss(LossLayer):
         dp = np.zeros(self.dims[:2], self.dtype)
         np.put_along_axis(dp, self.labels, scale / self._label_probs(bottom), axis=1)
         bottom[0].diff[...] = dp.reshape(bottom[0].shape)
+
+    def forward_gpu(self, bottom, top):
+        num, classes, _ = self.dims
+        self.launch_1d("multinomial_logistic_loss_forward", num, bottom[0].gpu_data,
+                       bottom[1].gpu_data, self.row_loss.mutable_gpu_data, np.int32(classes))
+        self.launch("loss_reduce", 1, REDUCE_THREADS, np.int32(num), self.row_loss.gpu_data, 0,
+                    top[0].mutable_gpu_data, 0, np.float32(max(num, 1)), np.float32(1))
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if propagate_down[1]:
+            self.fail("cannot back-propagate to the labels (bottom[1])")
+        if not propagate_down[0]:
+            return
+        num, classes, _ = self.dims
+        self.launch_1d("multinomial_logistic_loss_backward", bottom[0].count, bottom[0].gpu_data,
+                       bottom[1].gpu_data, top[0].gpu_diff, bottom[0].mutable_gpu_diff,
+                       np.int32(classes), np.float32(num))

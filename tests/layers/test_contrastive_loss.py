@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import DEVICES, RNG, check_layer, check_layer_gpu, make_blobs, make_layer
 
 
 def expected_loss(a, b, y, margin, legacy):
@@ -88,3 +88,16 @@ def test_gradient_is_caffes(legacy):
     want *= 0.7 / n
     np.testing.assert_allclose(bottom[0].diff, want, rtol=1e-12)
     np.testing.assert_allclose(bottom[1].diff, -want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("legacy", [False, True])
+@pytest.mark.parametrize("n, channels, tail", [(37, 3, ()), (5, 11, (1, 1))])
+def test_gpu(device, legacy, n, channels, tail):
+    margin = 1.5
+    a, b, y = pairs(n, channels, margin, legacy, shape_tail=tail)
+    b[0] = a[0]   # a dissimilar pair at distance 0: the 1e-4 guard on both sides
+    y[0] = 0.0
+    text = (f'type: "ContrastiveLoss" contrastive_loss_param {{ margin: {margin} '
+            f'legacy_version: {str(legacy).lower()} }}')
+    check_layer_gpu(text, [a, b, y], device=device, no_grad=(2,))

@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    make_blobs,
+    make_layer,
+)
 
 
 def expected_loss(a, b):
@@ -50,3 +57,14 @@ def test_count_mismatch():
 def test_normalization_is_not_supported():
     with pytest.raises(ConfnetError, match="loss_param"):
         make_layer('type: "EuclideanLoss" loss_param { normalization: FULL }')
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shapes, no_grad", [
+    (((3, 5, 7), (3, 5, 7)), ()),
+    (((7, 149), (7, 149)), (0,)),        # more elements than one reduction block; only b's
+    (((5, 6), (5, 2, 3)), (1,)),         # shapes differ beyond the batch axis
+])
+def test_gpu(device, shapes, no_grad):
+    bottoms = [RNG.normal(size=s) for s in shapes]
+    check_layer_gpu('type: "EuclideanLoss"', bottoms, device=device, no_grad=no_grad)

@@ -1,8 +1,19 @@
 import numpy as np
 import pytest
 
+from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, away_from, check_layer, make_blobs, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    away_from,
+    check_layer,
+    check_layer_gpu,
+    device_backend,
+    make_blobs,
+    make_layer,
+    running_on,
+)
 
 
 def expected_loss(x, labels, power):
@@ -48,3 +59,25 @@ def test_no_gradient_to_labels():
     layer.forward(bottom, top)
     with pytest.raises(ConfnetError, match="labels"):
         layer.backward(top, [True, True], bottom)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("norm", ["L1", "L2"])
+@pytest.mark.parametrize("shape", [(7, 5), (3, 37, 3)])   # scores flattened to (N, 111)
+def test_gpu(device, norm, shape):
+    x = scores(shape)
+    labels = RNG.integers(0, x[0].size, size=shape[0]).astype(float)
+    check_layer_gpu(f'type: "HingeLoss" hinge_loss_param {{ norm: {norm} }}', [x, labels],
+                    device=device, no_grad=(1,))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_label_out_of_range_reads_nan(device):
+    # The device cannot raise the CPU's error without a copy back: the loss becomes NaN.
+    device_backend(device)
+    layer = make_layer('type: "HingeLoss"', dtype=np.float32)
+    bottom, top = make_blobs([RNG.normal(size=(2, 3)), [1.0, 3.0]], np.float32), [Blob()]
+    with running_on(device):
+        layer.setup(bottom, top)
+        layer.forward(bottom, top)
+        assert np.isnan(top[0].cpu_data)

@@ -3,7 +3,7 @@ import pytest
 
 from confnet.errors import ConfnetError
 from confnet.proto.io import write_binaryproto
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import DEVICES, RNG, check_layer, check_layer_gpu, make_blobs, make_layer
 from tests.layers.test_softmax_loss import expected_loss as softmax_loss
 
 
@@ -125,3 +125,27 @@ def test_normalize_is_refused():
     with pytest.raises(ConfnetError, match="normalize is deprecated"):
         setup('type: "InfogainLoss" loss_param { normalize: true }',
               [np.zeros((2, 3)), np.zeros(2), np.eye(3)])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape, axis, settings, num_top", [
+    ((37, 5), 1, "loss_param { ignore_label: -1 }", 2),                    # VALID, p as a top
+    ((3, 7, 5), 1, "loss_param { ignore_label: -1 normalization: FULL }", 1),  # inner > 1
+    ((2, 3, 7), 2, "loss_param { normalization: BATCH_SIZE }", 2),
+])
+def test_gpu(device, shape, axis, settings, num_top):
+    classes = shape[axis]
+    x = RNG.normal(size=shape)
+    labels = labels_for(shape[:axis] + shape[axis + 1:], classes, ignore=-1 if "-1" in settings
+                        else None)
+    text = f'type: "InfogainLoss" infogain_loss_param {{ axis: {axis} }} {settings}'
+    check_layer_gpu(text, [x, labels, infogain(classes)], device=device, num_top=num_top,
+                    no_grad=(1, 2))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_matrix_from_source(device, tmp_path):
+    path = tmp_path / "H.binaryproto"
+    write_binaryproto(infogain(6).reshape(1, 1, 6, 6), path)
+    check_layer_gpu(source_text(path), [RNG.normal(size=(11, 6)), labels_for((11,), 6)],
+                    device=device, no_grad=(1,))

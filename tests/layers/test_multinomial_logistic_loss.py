@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import DEVICES, RNG, check_layer, check_layer_gpu, make_blobs, make_layer
 
 
 def expected_loss(p, labels):
@@ -45,3 +45,12 @@ def test_one_label_per_item():
 def test_no_gradient_to_labels():
     layer = make_layer('type: "MultinomialLogisticLoss"')
     assert layer.allow_force_backward(0) and not layer.allow_force_backward(1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape, label_shape", [((37, 5), (37,)), ((3, 7, 1, 1), (3, 1, 1, 1))])
+def test_gpu(device, shape, label_shape):
+    p = probabilities(shape)
+    p[0] = 0.0   # clamped at 1e-20 on both sides, whatever the label of row 0
+    labels = RNG.integers(0, shape[1], size=label_shape).astype(float)
+    check_layer_gpu('type: "MultinomialLogisticLoss"', [p, labels], device=device, no_grad=(1,))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tests.layers.harness import RNG, check_layer, make_layer
+from tests.layers.harness import DEVICES, RNG, check_layer, check_layer_gpu, make_layer
 
 
 def expected_loss(x, t, normalizer, ignore=None):
@@ -72,3 +72,20 @@ def test_every_target_ignored():
 def test_no_gradient_to_targets():
     layer = make_layer('type: "SigmoidCrossEntropyLoss"')
     assert layer.allow_force_backward(0) and not layer.allow_force_backward(1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape, settings", [
+    ((3, 37), ""),                                               # the default: BATCH_SIZE
+    ((5, 3, 7), "loss_param { ignore_label: -1 normalization: VALID }"),
+    ((2, 301), "loss_param { ignore_label: -1 normalization: FULL }"),   # > one block of terms
+    ((3, 5), "loss_param { ignore_label: 7 normalization: VALID }"),     # nothing counts
+])
+def test_gpu(device, shape, settings):
+    x = 3 * RNG.normal(size=shape)
+    x.flat[:2] = [60.0, -60.0]   # the stable form keeps large scores finite on both sides
+    t = targets(shape, ignore=-1)
+    if "ignore_label: 7" in settings:
+        t[...] = 7.0
+    check_layer_gpu(f'type: "SigmoidCrossEntropyLoss" {settings}', [x, t], device=device,
+                    no_grad=(1,))
