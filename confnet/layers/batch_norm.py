@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..gpu.launch import THREADS_1D, blocks_for
 from .base import TEST
 from .neuron import Neuron
 from .registry import register_layer
@@ -33,9 +34,14 @@ class BatchNorm(Neuron):
       use_global_stats: dx = dy / std
       otherwise:        dx = (dy - mean(dy) - mean(dy * y) * y) / std
     The statistics get no gradient.
+
+    Device: cuda/batch_norm.cu, one block per channel reduces the statistics (deterministic
+    block reductions) and writes the channel's outputs; the running sums are updated there too.
     """
 
     params = ("batch_norm_param",)
+    has_gpu = True
+    kernels = "batch_norm.cu"
 
     def layer_setup(self, bottom, top):
         p = self.param.batch_norm_param
@@ -47,6 +53,9 @@ class BatchNorm(Neuron):
         self.channels = bottom[0].shape[1] if bottom[0].num_axes > 1 else 1
         for shape in ((self.channels,), (self.channels,), (1,)):
             self.blobs.append(self.new_blob(shape))
+        # Device buffers kept for backward: y (a later in-place layer may overwrite the top)
+        # and std per channel.
+        self.y_blob, self.std_blob = self.new_blob(), self.new_blob((self.channels,))
         self._fix_learning_rates()
 
     def _fix_learning_rates(self):
@@ -66,6 +75,8 @@ class BatchNorm(Neuron):
                      f"input shape {x.shape} has {channels} channels, the statistics "
                      f"{self.channels}")
         top[0].reshape_like(x)
+        self.dims = (x.shape[0], self.channels, x.count_range(2))   # the (N, C, spatial) view
+        self.y_blob.reshape_like(x)
 
     def _view(self, array):
         """(N, C, spatial) view of an input-shaped array."""
@@ -109,3 +120,25 @@ class BatchNorm(Neuron):
             dx = (dy - dy.mean(axis=(0, 2), keepdims=True)
                   - y * np.mean(dy * y, axis=(0, 2), keepdims=True)) / self.std
         self._view(bottom[0].diff)[...] = dx
+
+    # -- device ----------------------------------------------------------------------------------
+    def _launch(self, name, *args):
+        """``name`` with one block per channel over the (N, C, spatial) view."""
+        self.launch(name, blocks_for(self.channels, 1), THREADS_1D,
+                    *(np.int32(d) for d in self.dims), *args)
+
+    def forward_gpu(self, bottom, top):
+        m = self.dims[0] * self.dims[2]
+        mean_sum, var_sum, factor = self.blobs
+        self._launch("batch_norm_forward", bottom[0].gpu_data, top[0].mutable_gpu_data,
+                     self.y_blob.mutable_gpu_data, mean_sum.mutable_gpu_data,
+                     var_sum.mutable_gpu_data, factor.mutable_gpu_data,
+                     self.std_blob.mutable_gpu_data, np.float32(self.eps),
+                     np.float32(self.fraction), np.float32(m / (m - 1) if m > 1 else 1),
+                     np.int32(self.use_global_stats))
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            self._launch("batch_norm_backward", top[0].gpu_diff, self.y_blob.gpu_data,
+                         self.std_blob.gpu_data, bottom[0].mutable_gpu_diff,
+                         np.int32(self.use_global_stats))

@@ -1,6 +1,7 @@
 """Bias: add a blob, broadcast along the axes it lines up with. Also home of the broadcasting
 helpers Scale shares."""
 
+from ..gpu import blas
 from .base import Layer
 from .registry import register_layer
 
@@ -47,11 +48,14 @@ class Bias(Layer):
     bottom: x, any shape; optionally b.   top: same shape as x (may be in place).
     backward: dx = dy; db = dy summed over the axes b is broadcast along (added into the
     parameter's diff, written into bottom[1]'s).
+    Device: blas.py's per-channel bias add and its deterministic per-channel sum; no kernel of
+    its own.
     """
 
     params = ("bias_param",)
     min_bottom, max_bottom = 1, 2
     num_top = 1
+    has_gpu = True
 
     def layer_setup(self, bottom, top):
         p = self.param.bias_param
@@ -79,3 +83,18 @@ class Bias(Layer):
             bottom[1].diff[...] = db
         if propagate_down[0] and bottom[0] is not top[0]:
             bottom[0].diff[...] = top[0].diff
+
+    def forward_gpu(self, bottom, top):
+        x, y = bottom[0], top[0]
+        blas.copy(x.count, x.gpu_data, y.mutable_gpu_data)
+        blas.bias_forward(*self.dims, self.operand(bottom).gpu_data, y.mutable_gpu_data)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        dy = top[0].gpu_diff
+        if len(bottom) == 1:
+            blas.bias_backward(*self.dims, dy, self.blobs[0].mutable_gpu_diff)
+        elif propagate_down[1]:
+            blas.fill(bottom[1].count, 0, bottom[1].mutable_gpu_diff)
+            blas.bias_backward(*self.dims, dy, bottom[1].mutable_gpu_diff)
+        if propagate_down[0]:
+            blas.copy(bottom[0].count, dy, bottom[0].mutable_gpu_diff)

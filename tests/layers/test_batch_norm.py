@@ -9,12 +9,16 @@ from confnet.net import Net
 from confnet.proto import confnet_pb2 as pb
 from confnet.solver import get_solver
 from tests.layers.harness import (
+    DEVICES,
     RNG,
     check_in_place,
     check_layer,
+    check_layer_gpu,
+    device_backend,
     make_blobs,
     make_layer,
     run_forward,
+    running_on,
 )
 
 
@@ -183,3 +187,56 @@ def test_backward_survives_a_later_in_place_layer():
     top[0].data[...] = 7.0  # what an in-place Scale or ReLU after it would do
     layer.backward(top, [True], bottom)
     np.testing.assert_allclose(bottom[0].diff, want)
+
+
+# -- device ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(5, 3, 9, 7), (7, 5), (6,)])
+@pytest.mark.parametrize("settings", ["", "use_global_stats: true", "eps: 0.25"])
+def test_gpu(device, shape, settings):
+    # (5, 3, 9, 7): 315 values per channel, more than a block's 256 threads.
+    text = f'type: "BatchNorm" batch_norm_param {{ {settings} }}'
+    check_layer_gpu(text, [RNG.normal(size=shape) * 2 + 1], device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("phase", [TRAIN, TEST])
+def test_in_place_gpu(device, phase):
+    check_layer_gpu('type: "BatchNorm"', [RNG.normal(size=(3, 5, 7))], device=device,
+                    phase=phase, in_place=True)
+
+
+def _two_forwards(text, xs, params):
+    """Top and statistics (float32) after a forward of each of ``xs`` from ``params``."""
+    layer = make_layer(text, TRAIN, np.float32)
+    bottom, top = make_blobs(xs[:1], np.float32), [Blob((), np.float32)]
+    layer.setup(bottom, top)
+    for blob, value in zip(layer.blobs, params):
+        blob.set_data(np.asarray(value, np.float32))
+    tops = []
+    for x in xs:
+        bottom[0].set_data(np.asarray(x, np.float32))
+        run_forward(layer, bottom, top)
+        tops.append(top[0].cpu_data.copy())
+    return tops + [b.cpu_data.copy() for b in layer.blobs]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("use_global_stats", ["false", "true"])
+def test_statistics_on_the_device_follow_the_cpu(device, use_global_stats):
+    # The running sums are updated on the device as on the CPU (and left alone with global
+    # statistics, which normalise with the stored ones).
+    device_backend(device)
+    text = ('type: "BatchNorm" batch_norm_param { moving_average_fraction: 0.75 '
+            f'use_global_stats: {use_global_stats} }}')
+    xs = [RNG.normal(size=(3, 5, 7)), RNG.normal(size=(3, 5, 7)) * 2 + 1]
+    params = [RNG.normal(size=5), RNG.uniform(1, 2, size=5), [1.5]]
+    want = _two_forwards(text, xs, params)
+    with running_on(device):
+        got = _two_forwards(text, xs, params)
+    for i, (g, w) in enumerate(zip(got, want)):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=f"result {i}")
+    if use_global_stats == "true":
+        np.testing.assert_array_equal(got[4], [1.5])
+    else:
+        np.testing.assert_allclose(got[4], [1.5 * 0.75 ** 2 + 0.75 + 1], rtol=1e-6)

@@ -3,9 +3,11 @@ import pytest
 
 from confnet.errors import ConfnetError
 from tests.layers.harness import (
+    DEVICES,
     RNG,
     check_in_place,
     check_layer,
+    check_layer_gpu,
     layer_text,
     make_blobs,
     make_layer,
@@ -90,3 +92,26 @@ def test_parameter_gradient_accumulates():
 def test_errors(bottoms, text, message):
     with pytest.raises(ConfnetError, match=message):
         make_layer(text).setup(make_blobs([np.zeros(s) for s in bottoms]), make_blobs([0]))
+
+
+RANDOM_B = 'filler { type: "gaussian" }'   # the default filler makes the identity
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("settings, shapes", [
+    # Learned b: per channel; the last two axes; a scalar. Then b as a second bottom.
+    (RANDOM_B, [(3, 5, 4, 7)]),
+    (f"axis: -2 num_axes: -1 {RANDOM_B}", [(3, 5, 4, 7)]),
+    (f"num_axes: 0 {RANDOM_B}", [(3, 7)]),
+    ("", [(3, 5, 9, 7), (5, 9)]),
+    ("axis: 0", [(3, 5, 7), (3, 5)]),
+])
+def test_gpu(device, settings, shapes):
+    check_layer_gpu(f'type: "Bias" bias_param {{ {settings} }}',
+                    [RNG.normal(size=s) for s in shapes], device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_in_place_gpu(device):
+    check_layer_gpu(f'type: "Bias" bias_param {{ {RANDOM_B} }}', [RNG.normal(size=(3, 5, 7))],
+                    device=device, in_place=True)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tests.layers.harness import RNG, check_in_place, check_layer
+from tests.layers.harness import DEVICES, RNG, check_in_place, check_layer, check_layer_gpu
 
 
 def normalize(x, groups, eps=1e-9, variance=True):
@@ -61,3 +61,27 @@ def test_constant_group_has_a_finite_gradient():
                                   'type: "MVN" mvn_param { normalize_variance: false }'])
 def test_in_place(text):
     check_in_place(text, [RNG.normal(size=(2, 3, 4))])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape", [(3, 5, 9, 7), (5, 3), (7,)])
+@pytest.mark.parametrize("settings", ["", "across_channels: true", "normalize_variance: false",
+                                      "across_channels: true normalize_variance: false",
+                                      "eps: 0.5"])
+def test_gpu(device, shape, settings):
+    # (3, 5, 9, 7) across channels: groups of 315 values, more than a block's 256 threads.
+    text = f'type: "MVN" mvn_param {{ {settings} }}'
+    check_layer_gpu(text, [RNG.normal(size=shape) * 2 + 1], device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_constant_group_gpu(device):
+    # A constant group (its mean exact in float32): std 0, y 0 and the std term of dx dropped.
+    x = RNG.normal(size=(2, 3, 5))
+    x[1, 2] = 2.0
+    check_layer_gpu('type: "MVN"', [x], device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_in_place_gpu(device):
+    check_layer_gpu('type: "MVN"', [RNG.normal(size=(3, 4, 5))], device=device, in_place=True)

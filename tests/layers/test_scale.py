@@ -3,9 +3,11 @@ import pytest
 
 from confnet.errors import ConfnetError
 from tests.layers.harness import (
+    DEVICES,
     RNG,
     check_in_place,
     check_layer,
+    check_layer_gpu,
     layer_text,
     make_blobs,
     make_layer,
@@ -109,3 +111,31 @@ def test_parameter_gradients_accumulate():
 def test_errors(bottoms, text, message):
     with pytest.raises(ConfnetError, match=message):
         make_layer(text).setup(make_blobs([np.zeros(s) for s in bottoms]), make_blobs([0]))
+
+
+# Learned s and b filled at random (the default fillers make the identity).
+RANDOM_S, RANDOM_B = 'filler { type: "gaussian" }', 'bias_filler { type: "gaussian" }'
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("settings, shapes", [
+    # Learned s (and b): per channel; two axes from axis 2; a scalar.
+    (RANDOM_S, [(3, 5, 4, 7)]),
+    (f"bias_term: true {RANDOM_S} {RANDOM_B}", [(3, 5, 4, 7)]),
+    (f"axis: 2 num_axes: 2 bias_term: true {RANDOM_S} {RANDOM_B}", [(2, 3, 5, 7)]),
+    (f"num_axes: 0 bias_term: true {RANDOM_S} {RANDOM_B}", [(3, 7)]),
+    # s as a second bottom, whose gradient is written: per channel, from axis 0, a scalar.
+    ("", [(3, 5, 9, 7), (5, 9)]),
+    (f"axis: 0 bias_term: true {RANDOM_B}", [(3, 5, 7), (3, 5)]),
+    ("", [(3, 5, 7), ()]),
+])
+def test_gpu(device, settings, shapes):
+    check_layer_gpu(f'type: "Scale" scale_param {{ {settings} }}',
+                    [RNG.normal(size=s) for s in shapes], device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_in_place_gpu(device):
+    # Backward needs x, which forward overwrites in place: the device keeps a copy too.
+    text = f'type: "Scale" scale_param {{ bias_term: true {RANDOM_S} {RANDOM_B} }}'
+    check_layer_gpu(text, [RNG.normal(size=(3, 5, 7))], device=device, in_place=True)
