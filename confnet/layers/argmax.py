@@ -19,10 +19,13 @@ class ArgMax(Layer):
 
     bottom: 1 blob.   top: 1 blob as above.
     backward: none (not differentiable); back-propagating into it is an error.
+    Device: cuda/reduction.cu, one thread per ranked row (top_k scans of it).
     """
 
     params = ("argmax_param",)
     num_bottom = num_top = 1
+    has_gpu = True
+    kernels = "reduction.cu"
 
     def layer_setup(self, bottom, top):
         p = self.param.argmax_param
@@ -68,3 +71,13 @@ class ArgMax(Layer):
     def backward_cpu(self, top, propagate_down, bottom):
         if any(propagate_down):
             self.fail("has no gradient; do not back-propagate into it")
+
+    def forward_gpu(self, bottom, top):
+        outer, dim, inner = self.dims
+        with_index = not (self.has_axis and self.out_max_val)
+        self.launch_1d("argmax_forward", outer * inner, bottom[0].gpu_data,
+                       top[0].mutable_gpu_data, np.int32(dim), np.int32(inner),
+                       np.int32(self.top_k), np.int32(with_index), np.int32(self.out_max_val))
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        self.backward_cpu(top, propagate_down, bottom)

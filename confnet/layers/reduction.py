@@ -2,12 +2,14 @@
 
 import numpy as np
 
+from ..gpu.launch import THREADS_1D, blocks_for
 from ..proto import confnet_pb2 as pb
 from .base import Layer
 from .registry import register_layer
 
 SUM, ASUM = pb.ReductionParameter.SUM, pb.ReductionParameter.ASUM
 SUMSQ, MEAN = pb.ReductionParameter.SUMSQ, pb.ReductionParameter.MEAN
+_KERNEL_OP = {SUM: 0, MEAN: 0, ASUM: 1, SUMSQ: 2}   # the term cuda/reduction.cu sums
 
 
 @register_layer("Reduction")
@@ -22,10 +24,13 @@ class Reduction(Layer):
     bottom: 1 blob, any shape.   top: shape[:axis] (axis 0: a scalar).
     backward: dx[m, d] = c * dy[m] * (1 | sign(x[m, d]) | 2 x[m, d] | 1) for
     (SUM | ASUM | SUMSQ | MEAN), c = coeff (coeff / D for MEAN); sign(0) = 0.
+    Device: cuda/reduction.cu, one block per row m (a deterministic block reduction).
     """
 
     params = ("reduction_param",)
     num_bottom = num_top = 1
+    has_gpu = True
+    kernels = "reduction.cu"
 
     def layer_setup(self, bottom, top):
         p = self.param.reduction_param
@@ -59,3 +64,16 @@ class Reduction(Layer):
         else:
             dx = np.broadcast_to(scale, self.dims)
         bottom[0].diff[...] = dx.reshape(bottom[0].shape)
+
+    def forward_gpu(self, bottom, top):
+        rows, dim = self.dims
+        self.launch("reduction_forward", blocks_for(rows, 1), THREADS_1D, np.int32(rows),
+                    np.int32(dim), bottom[0].gpu_data, top[0].mutable_gpu_data,
+                    np.int32(_KERNEL_OP[self.op]), np.float32(self.coeff))
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            x = bottom[0]
+            self.launch_1d("reduction_backward", x.count, x.gpu_data, top[0].gpu_diff,
+                           x.mutable_gpu_diff, np.int32(self.dims[1]),
+                           np.int32(_KERNEL_OP[self.op]), np.float32(self.coeff))

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, layer_text, make_blobs, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    layer_text,
+    make_blobs,
+    make_layer,
+)
 
 
 def ranked(values, k):
@@ -84,3 +92,14 @@ def test_no_backward():
     layer.backward(top, [False], bottom)
     with pytest.raises(ConfnetError, match="no gradient"):
         layer.backward(top, [True], bottom)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("settings", ["", "top_k: 3", "top_k: 4 out_max_val: true",
+                                      "axis: 1 top_k: 2", "axis: -1 top_k: 3 out_max_val: true",
+                                      "axis: 0 out_max_val: true"])
+def test_gpu(device, settings):
+    # Few distinct values, so ties are everywhere: the device must rank them as the CPU does.
+    x = RNG.integers(0, 4, size=(3, 5, 7)).astype(float)
+    check_layer_gpu(f'type: "ArgMax" argmax_param {{ {settings} }}', [x], device=device,
+                    backward=False, rtol=0, atol=0)

@@ -2,7 +2,16 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, away_from, check_layer, layer_text, make_blobs, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    away_from,
+    check_layer,
+    check_layer_gpu,
+    layer_text,
+    make_blobs,
+    make_layer,
+)
 
 OPS = {
     "SUM": lambda x, axes: np.sum(x, axis=axes),
@@ -42,3 +51,13 @@ def test_axis_out_of_range():
     layer = make_layer(reduction_text(axis=3))
     with pytest.raises(ConfnetError, match="axis 3"):
         layer.setup(make_blobs([np.zeros((2, 3))]), make_blobs([0.0]))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op", sorted(OPS))
+@pytest.mark.parametrize("axis, coeff", [(0, 1.0), (1, -0.5), (-1, 2.5)])
+def test_gpu(device, op, axis, coeff):
+    # Rows of 315 (axis 1) and the whole 945-value blob (axis 0): more than a block's threads;
+    # x away from 0, where ASUM's gradient jumps (sign(0) = 0 on both sides).
+    x = away_from(RNG.normal(size=(3, 5, 9, 7)), [0.0])
+    check_layer_gpu(reduction_text(operation=op, axis=axis, coeff=coeff), [x], device=device)
