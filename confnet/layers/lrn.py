@@ -4,6 +4,7 @@ import logging
 
 import numpy as np
 
+from ..gpu import blas
 from .base import Layer
 from .registry import register_layer
 
@@ -48,10 +49,17 @@ class LRN(Layer):
 
     Settings: local_size (odd, default 5), alpha (1), beta (0.75), k (1; ACROSS_CHANNELS
     only), norm_region; engine does not change the result.
+
+    On the device (``cuda/lrn.cu``) the window is a box over (channel, row, column) clipped to
+    the blob, n x 1 x 1 or 1 x n x n, and both regions run the same kernels: the box sums
+    (scale, and B of backward) are gathers, and the elementwise steps are separate launches,
+    so the layer may run in place. scale and the backward ratio are layer-owned blobs.
     """
 
     params = ("lrn_param",)
     num_bottom = num_top = 1
+    has_gpu = True
+    kernels = "lrn.cu"
 
     def layer_setup(self, bottom, top):
         p = self.param.lrn_param
@@ -65,6 +73,13 @@ class LRN(Layer):
                 log.warning("layer '%s' (LRN): k = %g is not used by WITHIN_CHANNEL, whose "
                             "scale is 1 + alpha * mean as in Caffe", self.name, p.k)
             self.k, self.coeff, self.axes = 1.0, self.alpha / self.size ** 2, (2, 3)
+        half = (self.size - 1) // 2
+        # The device box's half-widths (channels, pixels): the window of self.axes.
+        self.half = (np.int32(half if self.axes == (1,) else 0),
+                     np.int32(0 if self.axes == (1,) else half))
+        # Device buffers: scale (kept for backward), backward's dy y / scale, and x when the
+        # layer runs in place (forward overwrites it, backward needs it).
+        self._scale, self._ratio, self._x = self.new_blob(), self.new_blob(), self.new_blob()
 
     def reshape(self, bottom, top):
         shape = bottom[0].shape
@@ -88,3 +103,29 @@ class LRN(Layer):
         ratio = self._window_sum(dy * y / self.scale)
         bottom[0].diff[...] = (dy * self.scale ** -self.beta
                                - 2 * self.beta * self.coeff * self.x * ratio)
+
+    def forward_gpu(self, bottom, top):
+        x, y = bottom[0], top[0]
+        n, shape = x.count, tuple(np.int32(v) for v in x.shape[1:])
+        self._scale.reshape(x.shape)
+        if x is y:
+            self._x.reshape(x.shape)
+            blas.copy(n, x.gpu_data, self._x.mutable_gpu_data)
+        scale = self._scale.mutable_gpu_data
+        self.launch_1d("lrn_forward_scale", n, x.gpu_data, *shape, *self.half,
+                       np.float32(self.k), np.float32(self.coeff), scale)
+        self.launch_1d("lrn_forward", n, x.gpu_data, scale, np.float32(self.beta),
+                       y.mutable_gpu_data)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        x, y = bottom[0], top[0]
+        n, shape = x.count, tuple(np.int32(v) for v in x.shape[1:])
+        self._ratio.reshape(x.shape)
+        ratio, scale = self._ratio.mutable_gpu_data, self._scale.gpu_data
+        self.launch_1d("lrn_backward_ratio", n, y.gpu_diff, y.gpu_data, scale, ratio)
+        x_data = self._x.gpu_data if x is y else x.gpu_data
+        self.launch_1d("lrn_backward", n, x_data, y.gpu_diff, scale, ratio, *shape, *self.half,
+                       np.float32(self.beta), np.float32(2 * self.beta * self.coeff),
+                       x.mutable_gpu_diff)

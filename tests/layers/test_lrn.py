@@ -5,7 +5,14 @@ import pytest
 
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    make_blobs,
+    make_layer,
+)
 
 
 def reference_across(x, size, alpha, beta, k):
@@ -79,6 +86,19 @@ def test_in_place_equals_out_of_place():
     layer.backward(blob, [True], blob)
     np.testing.assert_allclose(blob[0].data, top[0].data)
     np.testing.assert_allclose(blob[0].diff, bottom[0].diff)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("fields, shape, in_place", [
+    ("", (2, 7, 3, 5), False),
+    ("local_size: 3 alpha: 0.5 beta: 0.6 k: 2", (3, 4, 5, 3), True),
+    ("local_size: 9 alpha: 2 beta: 1.2 k: 0.5", (1, 6, 2, 3), False),   # wider than C
+    ("norm_region: WITHIN_CHANNEL local_size: 3", (2, 3, 7, 6), False),
+    ("norm_region: WITHIN_CHANNEL local_size: 5 alpha: 2 beta: 0.5", (2, 2, 5, 9), True),
+])
+def test_gpu_matches_cpu(device, fields, shape, in_place):
+    check_layer_gpu(f'type: "LRN" lrn_param {{ {fields} }}', [RNG.normal(size=shape)],
+                    device=device, in_place=in_place)
 
 
 def test_even_local_size_fails():
