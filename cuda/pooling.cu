@@ -119,3 +119,21 @@ extern "C" __global__ void pooling_backward_ave(
         dx[i] = grad;
     }
 }
+
+// SPP (confnet/layers/spp.py) pools each pyramid level with the kernels above into its own blob,
+// (num, cols) per level, and lays the levels side by side in its top, (num, total): level l
+// fills columns [offset, offset + cols) of every row. These two copy a level in and out of its
+// band, one thread per level element (both are gathers: every written element reads one value).
+extern "C" __global__ void spp_forward(int n, const float* level, int cols, int total,
+                                       int offset, float* y) {
+  CUDA_KERNEL_LOOP(i, n) {  // n = num * cols
+    y[(size_t)(i / cols) * total + offset + i % cols] = level[i];
+  }
+}
+
+extern "C" __global__ void spp_backward(int n, const float* dy, int cols, int total, int offset,
+                                        float* level_diff) {
+  CUDA_KERNEL_LOOP(i, n) {
+    level_diff[i] = dy[(size_t)(i / cols) * total + offset + i % cols];
+  }
+}

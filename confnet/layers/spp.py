@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..blob import Blob
+from ..gpu import blas
 from ..proto import confnet_pb2 as pb
 from .base import Layer
 from .pooling import AVE, MAX, Pooling
@@ -33,10 +34,16 @@ class SPP(Layer):
     Settings: pyramid_height (>= 1), pool (MAX, AVE; STOCHASTIC is not supported); engine does
     not change the result. An input too small for the top level (a pad not smaller than its
     window, which Caffe's pooling refuses too) fails with a message naming the level.
+
+    On the device each level's Pooling runs its device path, ``spp_forward``/``spp_backward``
+    (``cuda/pooling.cu``) copy it in and out of its band of the top, and the levels' input
+    gradients are added on the device in level order, as on the host.
     """
 
     params = ("spp_param",)
     num_bottom = num_top = 1
+    has_gpu = True
+    kernels = "pooling.cu"
 
     def layer_setup(self, bottom, top):
         p = self.param.spp_param
@@ -105,3 +112,37 @@ class SPP(Layer):
             pool.backward([out], [True], [self.input])
             total += self.input.diff
         bottom[0].diff[...] = total
+
+    def _bands(self):
+        """Per level: (pooling, its top, its columns, their offset in a row of the top)."""
+        total = sum(out.count_range(1) for _, out in self.levels)
+        offset = 0
+        for pool, out in self.levels:
+            cols = out.count_range(1)
+            yield pool, out, np.int32(cols), np.int32(total), np.int32(offset)
+            offset += cols
+
+    def forward_gpu(self, bottom, top):
+        for pool, out, cols, total, offset in self._bands():
+            pool.forward([self.input], [out])
+            if self.height == 1:
+                blas.copy(out.count, out.gpu_data, top[0].mutable_gpu_data)
+            else:
+                self.launch_1d("spp_forward", out.count, out.gpu_data, cols, total, offset,
+                               top[0].mutable_gpu_data)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        n = bottom[0].count
+        for level, (pool, out, cols, total, offset) in enumerate(self._bands()):
+            if self.height == 1:
+                blas.copy(out.count, top[0].gpu_diff, out.mutable_gpu_diff)
+            else:
+                self.launch_1d("spp_backward", out.count, top[0].gpu_diff, cols, total, offset,
+                               out.mutable_gpu_diff)
+            pool.backward([out], [True], [self.input])
+            if level == 0:
+                blas.copy(n, self.input.gpu_diff, bottom[0].mutable_gpu_diff)
+            else:
+                blas.add(n, bottom[0].gpu_diff, self.input.gpu_diff, bottom[0].mutable_gpu_diff)

@@ -3,7 +3,14 @@ import pytest
 
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    make_blobs,
+    make_layer,
+)
 
 
 def distinct(shape):
@@ -60,6 +67,14 @@ def test_spp(method, shape, height, width):
     want = reference_spp(x, height, method)
     assert want.shape == ((shape[0], width) if width else shape[:2] + (1, 1))
     check_layer(spp_text(height, method), [x], [want])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+@pytest.mark.parametrize("shape, height", [((2, 3, 9, 7), 3), ((1, 2, 5, 11), 2),
+                                           ((2, 2, 5, 6), 1)])
+def test_gpu_matches_cpu(device, method, shape, height):
+    check_layer_gpu(spp_text(height, method), [RNG.normal(size=shape)], device=device)
 
 
 def test_new_input_size_rebuilds_the_levels():
