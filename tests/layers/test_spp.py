@@ -8,8 +8,10 @@ from tests.layers.harness import (
     RNG,
     check_layer,
     check_layer_gpu,
+    device_backend,
     make_blobs,
     make_layer,
+    running_on,
 )
 
 
@@ -75,6 +77,24 @@ def test_spp(method, shape, height, width):
                                            ((2, 2, 5, 6), 1)])
 def test_gpu_matches_cpu(device, method, shape, height):
     check_layer_gpu(spp_text(height, method), [RNG.normal(size=shape)], device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_new_input_size_rebuilds_the_levels(device):
+    device_backend(device)
+    x = distinct((1, 2, 11, 6))
+    with running_on(device) as backend:
+        layer = make_layer(spp_text(2, "MAX"), dtype=np.float32)
+        bottom, top = make_blobs([distinct((1, 2, 8, 8))], np.float32), [Blob((), np.float32)]
+        layer.setup(bottom, top)
+        layer.forward(bottom, top)
+        bottom = make_blobs([x], np.float32)
+        layer.reshape(bottom, top)
+        backend.copies.reset()
+        layer.forward(bottom, top)
+        assert backend.copies.dtoh == 0
+        got = top[0].cpu_data.copy()
+    np.testing.assert_array_equal(got, reference_spp(x.astype(np.float32), 2, "MAX"))
 
 
 def test_new_input_size_rebuilds_the_levels():
