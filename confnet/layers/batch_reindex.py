@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..gpu.launch import THREADS_1D, blocks_for
 from .base import Layer
 from .registry import register_layer
 
@@ -14,9 +15,14 @@ class BatchReindex(Layer):
     top: shape (M,) + x.shape[1:].
     backward: dx[n] = sum over j with idx[j] = n of dy[j] (0 for items never picked); no
     gradient to the indices.
+    Device: cuda/structure.cu; backward gathers, for each item n, the dy[j] with idx[j] = n in
+    increasing j (no atomics: the CPU's order, deterministic). An index out of range cannot be
+    reported from the device: its top item becomes NaN.
     """
 
     num_bottom, num_top = 2, 1
+    has_gpu = True
+    kernels = "structure.cu"
 
     def allow_force_backward(self, bottom_index):
         return bottom_index == 0
@@ -47,3 +53,17 @@ class BatchReindex(Layer):
         if propagate_down[0]:
             bottom[0].diff[...] = 0
             np.add.at(bottom[0].diff, self.index, top[0].diff)
+
+    def forward_gpu(self, bottom, top):
+        x, idx = bottom
+        self.launch_1d("batch_reindex_forward", top[0].count, x.gpu_data, idx.gpu_data,
+                       np.int32(x.shape[0]), np.int32(x.count_range(1)), top[0].mutable_gpu_data)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if propagate_down[1]:
+            self.fail("cannot back-propagate to the indices (bottom[1])")
+        if propagate_down[0]:
+            x, idx = bottom
+            self.launch("batch_reindex_backward", blocks_for(x.shape[0], 1), THREADS_1D,
+                        np.int32(x.shape[0]), np.int32(x.count_range(1)), np.int32(idx.count),
+                        idx.gpu_data, top[0].gpu_diff, x.mutable_gpu_diff)

@@ -6,6 +6,18 @@ from .base import Layer
 from .registry import register_layer
 
 
+def pieces(joined, parts, axis):
+    """(part, geometry) for each part of ``joined`` along ``axis``, in order; the geometry is
+    the (piece_block, joined_block, offset_block) arguments of cuda/structure.cu's copies."""
+    inner = joined.count_range(axis + 1)
+    offset = 0
+    for part in parts:
+        size = part.shape[axis]
+        yield part, (np.int32(size * inner), np.int32(joined.shape[axis] * inner),
+                     np.int32(offset * inner))
+        offset += size
+
+
 @register_layer("Concat")
 class Concat(Layer):
     """y = [x_0, x_1, ..] joined along concat_param.axis (default 1; the legacy concat_dim is
@@ -15,11 +27,14 @@ class Concat(Layer):
     top: 1 blob whose size along the axis is the sum of the bottoms' (a single bottom is viewed,
     not copied).
     backward: dx_i = the slice of dy that x_i was copied to.
+    Device: cuda/structure.cu, one copy kernel per bottom.
     """
 
     params = ("concat_param",)
     min_bottom = 1
     num_top = 1
+    has_gpu = True
+    kernels = "structure.cu"
 
     def layer_setup(self, bottom, top):
         cp = self.param.concat_param
@@ -62,3 +77,16 @@ class Concat(Layer):
         for blob, piece, down in zip(bottom, pieces, propagate_down):
             if down:
                 blob.diff[...] = piece
+
+    def forward_gpu(self, bottom, top):
+        if len(bottom) > 1:
+            for blob, geometry in pieces(top[0], bottom, self.axis):
+                self.launch_1d("concat_forward", blob.count, blob.gpu_data,
+                               top[0].mutable_gpu_data, *geometry)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if len(bottom) > 1:
+            for (blob, geometry), down in zip(pieces(top[0], bottom, self.axis), propagate_down):
+                if down:
+                    self.launch_1d("concat_backward", blob.count, top[0].gpu_diff,
+                                   blob.mutable_gpu_diff, *geometry)

@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from ..gpu import blas
+from ..gpu.launch import THREADS_1D, blocks_for
 from .base import Layer
 from .registry import register_layer
 
@@ -16,10 +18,15 @@ class Embed(Layer):
     by embed_param.weight_filler; bias b (N,) when bias_term (default), filled by bias_filler.
     backward: dW[k] += sum of dy over the positions whose index is k; db += sum of dy over all
     positions. The indices get no gradient (back-propagating to them is an error).
+    Device: cuda/structure.cu; dW is gathered per row k from the positions whose index is k, in
+    increasing position (no atomics: the CPU's order, deterministic). An index that is not an
+    integer in 0..K-1 cannot be reported from the device: its output row becomes NaN.
     """
 
     params = ("embed_param",)
     num_bottom = num_top = 1
+    has_gpu = True
+    kernels = "structure.cu"
 
     def layer_setup(self, bottom, top):
         p = self.param.embed_param
@@ -62,3 +69,21 @@ class Embed(Layer):
         np.add.at(self.blobs[0].diff, self.index, dy)
         if self.bias_term:
             self.blobs[1].diff += dy.sum(axis=0)
+
+    def forward_gpu(self, bottom, top):
+        y = top[0]
+        self.launch_1d("embed_forward", y.count, self.blobs[0].gpu_data, bottom[0].gpu_data,
+                       np.int32(self.input_dim), np.int32(self.num_output), y.mutable_gpu_data)
+        if self.bias_term:
+            blas.bias_forward(bottom[0].count, self.num_output, 1, self.blobs[1].gpu_data,
+                              y.mutable_gpu_data)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            self.fail("cannot back-propagate to the indices (bottom[0])")
+        dy, positions = top[0].gpu_diff, bottom[0].count
+        self.launch("embed_backward", blocks_for(self.input_dim, 1), THREADS_1D,
+                    np.int32(self.input_dim), np.int32(self.num_output), np.int32(positions),
+                    bottom[0].gpu_data, dy, self.blobs[0].mutable_gpu_diff)
+        if self.bias_term:
+            blas.bias_backward(positions, self.num_output, 1, dy, self.blobs[1].mutable_gpu_diff)

@@ -3,6 +3,7 @@
 import numpy as np
 
 from .base import Layer
+from .concat import pieces
 from .registry import register_layer
 
 
@@ -18,11 +19,14 @@ class Slice(Layer):
     Settings: axis (default 1, negative counts from the end) or the legacy slice_dim
     (non-negative; not together with axis); slice_point (T - 1 increasing values, or none:
     the axis size must then divide into T).
+    Device: cuda/structure.cu, one copy kernel per top.
     """
 
     params = ("slice_param",)
     num_bottom = 1
     min_top = 1
+    has_gpu = True
+    kernels = "structure.cu"
 
     def layer_setup(self, bottom, top):
         p = self.param.slice_param
@@ -69,3 +73,15 @@ class Slice(Layer):
     def backward_cpu(self, top, propagate_down, bottom):
         if len(top) > 1 and propagate_down[0]:
             np.concatenate([t.diff for t in top], axis=self.axis, out=bottom[0].diff)
+
+    def forward_gpu(self, bottom, top):
+        if len(top) > 1:
+            for blob, geometry in pieces(bottom[0], top, self.axis):
+                self.launch_1d("slice_forward", blob.count, bottom[0].gpu_data,
+                               blob.mutable_gpu_data, *geometry)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if len(top) > 1 and propagate_down[0]:
+            for blob, geometry in pieces(bottom[0], top, self.axis):
+                self.launch_1d("slice_backward", blob.count, blob.gpu_diff,
+                               bottom[0].mutable_gpu_diff, *geometry)

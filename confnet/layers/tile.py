@@ -1,5 +1,7 @@
 """Tile: repeat a blob along one axis."""
 
+import numpy as np
+
 from .base import Layer
 from .registry import register_layer
 
@@ -14,10 +16,13 @@ class Tile(Layer):
     backward: dx = the sum of the tiles' parts of dy.
 
     Settings: axis (default 1, negative counts from the end), tiles (required, >= 1).
+    Device: cuda/structure.cu (backward sums the tiles in order, one thread per x element).
     """
 
     params = ("tile_param",)
     num_bottom = num_top = 1
+    has_gpu = True
+    kernels = "structure.cu"
 
     def layer_setup(self, bottom, top):
         p = self.param.tile_param
@@ -43,3 +48,13 @@ class Tile(Layer):
         if propagate_down[0]:
             dx = top[0].diff.reshape(self.blocks).sum(axis=1)
             bottom[0].diff[...] = dx.reshape(bottom[0].shape)
+
+    def forward_gpu(self, bottom, top):
+        self.launch_1d("tile_forward", top[0].count, bottom[0].gpu_data, top[0].mutable_gpu_data,
+                       np.int32(self.tiles), np.int32(self.blocks[2]))
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            self.launch_1d("tile_backward", bottom[0].count, top[0].gpu_diff,
+                           bottom[0].mutable_gpu_diff, np.int32(self.tiles),
+                           np.int32(self.blocks[2]))

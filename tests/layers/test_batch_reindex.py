@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    make_blobs,
+    make_layer,
+)
 
 
 def test_permutation_with_repeats():
@@ -44,3 +51,13 @@ def test_no_gradient_to_the_indices():
     layer.forward(bottom, top)
     with pytest.raises(ConfnetError, match="indices"):
         layer.backward(top, [True, True], bottom)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("positions", [6, 300])
+def test_gpu(device, positions):
+    # Repeats (their gradients summed in order), items never picked (zero gradient), indices
+    # with a fraction (truncated); 300 positions span two chunks of the backward's scan.
+    index = RNG.integers(0, 4, size=positions) + RNG.choice([0.0, 0.5], size=positions)
+    check_layer_gpu('type: "BatchReindex"', [RNG.normal(size=(5, 3, 7)), index], device=device,
+                    no_grad=(1,))

@@ -3,7 +3,7 @@ import pytest
 
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_layer
+from tests.layers.harness import DEVICES, RNG, check_layer, check_layer_gpu, make_layer
 
 
 def pieces(sizes, axis, shape=(2, 3, 4)):
@@ -51,3 +51,15 @@ def test_shape_mismatch(shapes):
     layer = make_layer('type: "Concat"', name="cat")
     with pytest.raises(ConfnetError, match="layer 'cat'.*bottom\\[1\\] has shape"):
         layer.setup([Blob(s) for s in shapes], [Blob()])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("axis, sizes", [(1, [3, 1, 5]), (0, [2, 3]), (-1, [7, 2]), (1, [3])])
+def test_gpu(device, axis, sizes):
+    # Odd sizes along each axis; a single bottom is viewed, not copied.
+    shape = [3, 5, 7]
+    bottoms = []
+    for n in sizes:
+        shape[axis] = n
+        bottoms.append(RNG.normal(size=shape))
+    check_layer_gpu(f'type: "Concat" concat_param {{ axis: {axis} }}', bottoms, device=device)

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, layer_text, make_blobs, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    layer_text,
+    make_blobs,
+    make_layer,
+)
 
 
 def embed_text(**settings):
@@ -75,3 +83,25 @@ def test_no_gradient_to_the_indices():
     assert not layer.allow_force_backward(0)
     with pytest.raises(ConfnetError, match="indices"):
         layer.backward(top, [True], bottom)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shape, bias_term", [((3, 5), "true"), ((4, 75), "false")])
+def test_gpu(device, shape, bias_term):
+    # Repeated indices (their gradients summed in order) and rows never used; 300 positions
+    # span two chunks of the backward's scan. The weight gradient must match the CPU bits.
+    index = RNG.integers(0, 6, size=shape).astype(float)
+    text = embed_text(num_output=37, input_dim=7, bias_term=bias_term,
+                      weight_filler='{ type: "gaussian" }', bias_filler='{ type: "gaussian" }')
+    want = check_layer_gpu(text, [index], device=device, no_grad=(0,))
+    assert not want["param 0 diff"][6].any()   # row 6 is never used
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_backward_is_deterministic_gpu(device):
+    # Many positions on few rows: the weight gradient comes out the same bits on every run
+    # (and, added in position order, the CPU's bits too). No bias: its sum has another order.
+    index = RNG.integers(0, 3, size=(2, 200)).astype(float)
+    text = embed_text(num_output=5, input_dim=3, bias_term="false",
+                      weight_filler='{ type: "gaussian" }')
+    check_layer_gpu(text, [index], device=device, no_grad=(0,), rtol=0, atol=0)

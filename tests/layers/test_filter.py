@@ -2,7 +2,14 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    make_blobs,
+    make_layer,
+)
 
 
 def kept_items(blob, selector):
@@ -64,3 +71,12 @@ def test_errors(shapes, tops, message):
     layer = make_layer('type: "Filter"', name="f")
     with pytest.raises(ConfnetError, match=f"layer 'f'.*{message}"):
         layer.setup(make_blobs([np.ones(s) for s in shapes]), make_blobs([0.0] * tops))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("selector", [[0, 1, 1, 0, 0, 1, 1], [1] * 7, [0] * 6 + [1]])
+def test_gpu(device, selector):
+    # Two filtered bottoms of different item shapes; the selector's own gradient is not asked.
+    bottoms = [RNG.normal(size=(7, 3, 5)), RNG.normal(size=(7, 2)),
+               np.array(selector, float).reshape(7, 1)]
+    check_layer_gpu('type: "Filter"', bottoms, device=device, num_top=2, no_grad=(2,))

@@ -5,7 +5,7 @@ import pytest
 
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_layer
+from tests.layers.harness import DEVICES, RNG, check_layer, check_layer_gpu, make_layer
 
 
 def reference_slice(x, axis, bounds):
@@ -59,3 +59,12 @@ def test_bad_settings_fail_clearly(fields, tops, message):
     with pytest.raises(ConfnetError, match=message):
         make_layer(f'type: "Slice" slice_param {{ {fields} }}').setup(
             [Blob((3, 6, 4))], [Blob() for _ in range(tops)])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("settings, num_top", [
+    ("axis: 1 slice_point: 1 slice_point: 4", 3), ("axis: 0", 3), ("axis: -1 slice_point: 2", 2),
+    ("axis: 1", 1)])
+def test_gpu(device, settings, num_top):
+    check_layer_gpu(f'type: "Slice" slice_param {{ {settings} }}', [RNG.normal(size=(3, 5, 7))],
+                    device=device, num_top=num_top)

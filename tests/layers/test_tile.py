@@ -3,7 +3,7 @@ import pytest
 
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_layer
+from tests.layers.harness import DEVICES, RNG, check_layer, check_layer_gpu, make_layer
 
 
 def reference_tile(x, axis, tiles):
@@ -34,3 +34,10 @@ def test_tile(fields, axis, tiles):
 def test_bad_settings_fail_clearly(fields, message):
     with pytest.raises(ConfnetError, match=message):
         make_layer(f'type: "Tile" tile_param {{ {fields} }}').setup([Blob((2, 3, 2))], [Blob()])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("axis, tiles", [(1, 3), (0, 2), (-1, 5), (2, 1)])
+def test_gpu(device, axis, tiles):
+    text = f'type: "Tile" tile_param {{ axis: {axis} tiles: {tiles} }}'
+    check_layer_gpu(text, [RNG.normal(size=(3, 5, 7))], device=device)
