@@ -20,27 +20,12 @@ import confnet
 from confnet.errors import ConfnetError
 from confnet.onnx_export import export
 from confnet.proto import io
-from tests.test_models import BIG, model_file, models_with
+from tests.test_models import BIG, model_file, models_with, randomize
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 RTOL = 1e-4
-
-
-def randomize(net, seed=0):
-    """He-scaled random weights (so activations neither vanish nor explode through 50 layers)
-    and positive per-channel values (BatchNorm variances, Scale factors, biases)."""
-    g = np.random.default_rng(seed)
-    for blobs in net.params.values():
-        for blob in blobs:
-            shape = blob.shape
-            if len(shape) >= 2:
-                fan_in = int(np.prod(shape[1:]))
-                g.standard_normal(shape, np.float32, out=blob.data)
-                blob.data[...] *= np.sqrt(2.0 / fan_in)
-            else:
-                blob.data[...] = g.uniform(0.5, 1.5, shape)
 
 
 def run_both(net, model, batch, blobs, seed=1):
