@@ -67,15 +67,19 @@ def export(net, path=None, opset=DEFAULT_OPSET, batch="dynamic", outputs=None):
     if not dynamic:
         _set_batch(net, int(batch))
     model = _Graph(net, opset, dynamic).build(outputs or net.outputs)
-    big = sum(t.ByteSize() for t in model.graph.initializer) > _EXTERNAL_DATA_BYTES
-    if path is not None:
-        if big:
-            onnx.save_model(model, path, save_as_external_data=True,
-                            location=os.path.basename(path) + ".data")
-        else:
+    if sum(t.ByteSize() for t in model.graph.initializer) <= _EXTERNAL_DATA_BYTES:
+        onnx.checker.check_model(model, full_check=True)   # before anything is written
+        if path is not None:
             onnx.save_model(model, path)
-    # The checker takes a path for a model beyond the protobuf limit.
-    onnx.checker.check_model(path if big and path else model, full_check=not big)
+        return model
+    if path is None:
+        raise ConfnetError(f"net '{net.name}': over 1 GiB of weights; give a file to write the "
+                           "model to (its weights go to a .data file beside it)")
+    data = path + ".data"
+    if os.path.exists(data):
+        os.remove(data)     # onnx appends to an existing weights file
+    onnx.save_model(model, path, save_as_external_data=True, location=os.path.basename(data))
+    onnx.checker.check_model(path)     # by path: the model is past the protobuf limit
     return model
 
 

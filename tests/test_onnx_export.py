@@ -211,3 +211,24 @@ def test_errors_name_the_layer(tmp_path):
     with pytest.raises(ConfnetError, match="no blob 'nope'|no blob nope"):
         export(net, outputs=["nope"])
     assert not os.listdir(tmp_path)
+
+
+def test_large_weights_go_to_a_data_file(tmp_path, monkeypatch):
+    """Past the size limit the weights go to OUT.onnx.data (rewritten, not appended to, on a
+    second export), and the model still runs."""
+    monkeypatch.setattr("confnet.onnx_export._EXTERNAL_DATA_BYTES", 1000)
+    net = confnet.Net(model_file("lenet", "deploy"), confnet.TEST)
+    randomize(net)
+    path = str(tmp_path / "lenet.onnx")
+    with pytest.raises(ConfnetError, match="give a file"):
+        export(net)
+    for _ in range(2):
+        export(net, path)
+    # onnx keeps tensors under 1 KiB (here the biases) inside the model
+    weights = sum(b.data.nbytes for blobs in net.params.values() for b in blobs
+                  if b.data.nbytes >= 1024)
+    assert os.path.getsize(path + ".data") == weights
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).uniform(0, 1, (2, 1, 26, 26)).astype(np.float32)
+    np.testing.assert_allclose(session.run(["prob"], {"data": x})[0],
+                               net.forward(data=x)["prob"], rtol=RTOL, atol=1e-7)
