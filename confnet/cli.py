@@ -144,6 +144,13 @@ def _state_options(command):
         command)
 
 
+def _tensorboard_option(command):
+    return click.option("--tensorboard", metavar="DIR", help="Also write the metrics (loss, lr, "
+                        "images/s, test outputs) as TensorBoard event files into DIR; view them "
+                        "with tensorboard --logdir DIR (pip install 'confnet[tensorboard]').")(
+        command)
+
+
 def _seed(seed):
     if seed is not None:
         from . import rng
@@ -158,9 +165,10 @@ def _seed(seed):
 @click.option("--snapshot", help="Resume from this .solverstate.")
 @click.option("--seed", type=int, help="Random seed (overrides the solver's random_seed).")
 @click.option("--gpu", help=_GPU_HELP)
+@_tensorboard_option
 @_signal_options
 @_state_options
-def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect,
+def train(solver_path, weights, snapshot, seed, gpu, tensorboard, sigint_effect, sighup_effect,
           sigterm_effect, level, stages):
     """Train the net a solver describes.
 
@@ -169,11 +177,12 @@ def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effec
       confnet train --solver models/lenet/solver.prototxt
       confnet train --solver models/lenet/solver.prototxt \\
           --snapshot examples/lenet/lenet_iter_1000.solverstate
+      confnet train --solver models/lenet/solver.prototxt --tensorboard runs/lenet
     """
     if weights and snapshot:
         raise ConfnetError("give --weights or --snapshot, not both")
     _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect,
-                  level, stages, sigterm_effect)
+                  level, stages, sigterm_effect, tensorboard)
 
 
 @main.command()
@@ -183,10 +192,11 @@ def train(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effec
               "allowed); layers are matched by name, renamed layers start from their fillers.")
 @click.option("--seed", type=int, help="Random seed (overrides the solver's random_seed).")
 @click.option("--gpu", help=_GPU_HELP)
+@_tensorboard_option
 @_signal_options
 @_state_options
-def finetune(solver_path, weights, seed, gpu, sigint_effect, sighup_effect, sigterm_effect,
-             level, stages):
+def finetune(solver_path, weights, seed, gpu, tensorboard, sigint_effect, sighup_effect,
+             sigterm_effect, level, stages):
     """Train starting from pretrained weights.
 
     \b
@@ -194,14 +204,15 @@ def finetune(solver_path, weights, seed, gpu, sigint_effect, sighup_effect, sigt
       confnet finetune --solver solver.prototxt --weights pretrained.caffemodel
     """
     _run_training(solver_path, weights, None, seed, gpu, sigint_effect, sighup_effect, level,
-                  stages, sigterm_effect)
+                  stages, sigterm_effect, tensorboard)
 
 
 def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop",
-                  sighup_effect="snapshot", level=0, stages=(), sigterm_effect="stop"):
+                  sighup_effect="snapshot", level=0, stages=(), sigterm_effect="stop",
+                  tensorboard=None):
     """Build the solver and train; Ctrl-C, SIGTERM and SIGHUP act as the effects say; a live
-    progress line on a terminal. Started by mpirun/srun with several ranks, data-parallel (see
-    confnet/parallel)."""
+    progress line on a terminal; TensorBoard scalars into ``tensorboard``. Started by
+    mpirun/srun with several ranks, data-parallel (see confnet/parallel)."""
     import numpy as np
 
     from .parallel import current_job
@@ -210,6 +221,10 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
     with job.guard():
         solver = job.agree(lambda: _build_solver(job, solver_path, weights, seed, gpu, level,
                                                  stages))
+        if tensorboard and job.rank == 0:
+            from .metrics import TensorBoardWriter
+            solver.tensorboard = TensorBoardWriter(tensorboard)
+            log.info("Writing TensorBoard logs to %s", tensorboard)
         progress = _progress_line(solver)
         try:
             # A nan or inf loss stops training with its own message: no numpy warnings first.
@@ -220,6 +235,8 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
         finally:
             if progress:
                 progress.close()
+            if solver.tensorboard:
+                solver.tensorboard.close()
         if job.rank == 0:
             _say_where_weights_are(solver)
 
@@ -551,6 +568,111 @@ def parse_log_command(log_path, out):
         raise ConfnetError(f"{log_path}: no such file") from None
     metrics.write_csv(out, columns, rows)
     click.echo(f"{out}: {len(rows)} rows; columns {', '.join(columns)}")
+
+
+@main.command("tensorboard")
+@click.argument("log_path", metavar="LOG", type=click.Path(dir_okay=False))
+@click.argument("logdir", metavar="DIR", type=click.Path(file_okay=False))
+def tensorboard_command(log_path, logdir):
+    """Write the metrics of a training run as TensorBoard event files into DIR.
+
+    LOG is a metrics CSV (<snapshot_prefix>_log.csv, or one from parse-log) or a training log
+    written by Caffe or confnet. Needs tensorboardX (pip install 'confnet[tensorboard]').
+
+    \b
+    Example:
+      confnet tensorboard examples/lenet/lenet_log.csv runs/lenet
+      confnet tensorboard caffe.log runs/caffe
+      tensorboard --logdir runs
+    """
+    from .metrics import csv_to_tensorboard
+    rows = csv_to_tensorboard(log_path, logdir)
+    click.echo(f"{logdir}: {rows} rows of {log_path} as TensorBoard scalars")
+
+
+@main.command("export")
+@click.argument("model", metavar="NET.prototxt", type=click.Path(dir_okay=False))
+@click.argument("weights", metavar="WEIGHTS.caffemodel", type=click.Path(dir_okay=False))
+@click.argument("out", metavar="OUT.onnx", type=click.Path(dir_okay=False))
+@click.option("--opset", default=17, show_default=True, help="ONNX opset version (13 or newer).")
+@click.option("--batch", default="dynamic", show_default=True,
+              help="'dynamic' (any batch size) or a fixed batch size.")
+@click.option("--output", "outputs", multiple=True, metavar="BLOB",
+              help="Expose this blob as an output (repeat; default: the net's outputs).")
+@_state_options
+def export_command(model, weights, out, opset, batch, outputs, level, stages):
+    """Export a deploy net with its weights as an ONNX model (TEST phase).
+
+    Layer and blob names are kept; Caffe's pooling rounding is expressed exactly. Needs the
+    onnx package (pip install 'confnet[onnx]').
+
+    \b
+    Example:
+      confnet export models/lenet/deploy.prototxt examples/lenet/lenet_iter_3000.caffemodel \\
+          lenet.onnx
+      confnet export deploy.prototxt weights.caffemodel net.onnx --batch 1 --opset 13
+    """
+    from .layers import TEST
+    from .net import Net
+    from .onnx_export import export, import_onnx
+    import_onnx()     # before building a large net
+    if batch != "dynamic" and not batch.isdigit():
+        raise ConfnetError(f"--batch {batch}: give 'dynamic' or a batch size")
+    net = Net(model, TEST, level, stages, weights=weights)
+    graph = export(net, out, opset=opset, batch=batch if batch == "dynamic" else int(batch),
+                   outputs=list(outputs) or None).graph
+    click.echo(f"{out}: {len(graph.node)} ONNX nodes, {len(graph.initializer)} initializers, "
+               f"opset {opset}; inputs {', '.join(i.name for i in graph.input)}, outputs "
+               f"{', '.join(o.name for o in graph.output)}")
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--model", required=True, type=click.Path(dir_okay=False),
+              help="The deploy net (deploy.prototxt).")
+@click.option("--weights", required=True, help="The trained .caffemodel.")
+@click.option("--labels", type=click.Path(dir_okay=False), help="Class names, one a line "
+              "(convert-data writes labels.txt beside the database).")
+@click.option("--mean", help="Mean to subtract: a .binaryproto file (at the --resize size) or "
+              "values per channel, e.g. 104,117,123.")
+@click.option("--scale", default=1.0, show_default=True, help="Multiply the pixels (0-255, "
+              "after the mean) by this, e.g. 0.00390625 for LeNet.")
+@click.option("--resize", help="Resize images to HxW (or N for NxN) and centre-crop them to "
+              "the net's input (default: resize to the input size).")
+@click.option("--rgb", is_flag=True, help="Feed colour channels as RGB (default BGR, as Caffe "
+              "and convert-data store them).")
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Classes to show per image.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the predictions as "
+              "CSV (path, class1, prob1, ...).")
+def classify(images, model, weights, labels, mean, scale, resize, rgb, top_k, out):
+    """Print the most probable classes of images (files, or folders searched recursively).
+
+    \b
+    Example:
+      confnet classify --model models/lenet/deploy.prototxt \\
+          --weights examples/lenet/lenet_iter_3000.caffemodel --resize 28 \\
+          --scale 0.00390625 --labels data/labels.txt data/mnist/test/3
+      confnet classify --model deploy.prototxt --weights w.caffemodel --resize 256 \\
+          --mean 104,117,123 --labels synset_words.txt cat.jpg --out predictions.csv
+    """
+    from . import classify as classifying
+    size = None
+    if resize:
+        parts = resize.lower().split("x")
+        if not all(p.isdigit() and int(p) > 0 for p in parts) or len(parts) > 2:
+            raise ConfnetError(f"--resize {resize}: give HxW or N, e.g. 256x256 or 256")
+        size = (int(parts[0]), int(parts[-1]))
+    names = classifying.read_labels(labels) if labels else None
+    classifier = classifying.load(model, weights, mean=mean, scale=scale, resize=size, rgb=rgb)
+    predictions = classifier.classify(classifying.list_images(images), top_k)
+    for p in predictions:
+        click.echo(f"{p.path}: " + ", ".join(
+            f"{classifying.name_of(c, names)} ({prob:.4f})"
+            for c, prob in zip(p.classes, p.probabilities)))
+    if out:
+        classifying.write_csv(out, predictions, names)
+        click.echo(f"{out}: predictions of {len(predictions)} images")
 
 
 @main.command()

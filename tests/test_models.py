@@ -130,6 +130,22 @@ def without_fillers(net):
     return out
 
 
+def randomize(net, seed=0):
+    """Random weights: He-scaled matrices and filters (so activations neither vanish nor explode
+    through 50 layers) and positive per-channel values (BatchNorm variances, Scale factors,
+    biases)."""
+    g = np.random.default_rng(seed)
+    for blobs in net.params.values():
+        for blob in blobs:
+            shape = blob.shape
+            if len(shape) >= 2:
+                fan_in = int(np.prod(shape[1:]))
+                g.standard_normal(shape, np.float32, out=blob.data)
+                blob.data[...] *= np.sqrt(2.0 / fan_in)
+            else:
+                blob.data[...] = g.uniform(0.5, 1.5, shape)
+
+
 def fill_random(net, seed=0):
     """Random inputs: class labels in [0, 10), 0/1 similarity, sequence markers, else N(0, 1)."""
     g = np.random.default_rng(seed)

@@ -68,6 +68,7 @@ class Solver:
         self.callbacks = []
         self.metrics = None      # a metrics.CSVWriter while solve() runs, opened at its first row
         self.last_snapshot = None   # (iteration, weights file) of the newest snapshot written
+        self.tensorboard = None  # a metrics.TensorBoardWriter, when set, gets the same rows
         self._metrics_spec = None
         self._started = time.monotonic()
 
@@ -296,7 +297,8 @@ class Solver:
         batch = self.batch_size()
         log.info("Iteration %d (%.2f iter/s, %.0f images/s), loss = %g", self.iter, speed,
                  speed * batch * self.param.iter_size, smoothed)
-        self._record(lr=learning_rate(self.param, self.iter), train_loss=smoothed)
+        self._record(lr=learning_rate(self.param, self.iter), train_loss=smoothed,
+                     images_per_second=speed * batch * self.param.iter_size if speed else None)
         index = 0
         for name in self.net.outputs:
             blob = self.net.blobs[name]
@@ -367,6 +369,8 @@ class Solver:
             log.info("Writing metrics to %s", self.metrics.path)
         if self.metrics is not None:
             self.metrics.write(self.iter, time.monotonic() - self._started, **values)
+        if self.tensorboard is not None:
+            self.tensorboard.write(self.iter, time.monotonic() - self._started, **values)
 
     # -- the update ----------------------------------------------------------------------------
     def apply_update(self):
