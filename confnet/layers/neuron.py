@@ -1,115 +1,32 @@
-"""Element-wise activations: ReLU, Sigmoid, TanH.
+"""Neuron: the base of layers with one bottom and one top of the same shape (Caffe's NeuronLayer).
 
-Each may be computed in place (top is the same Blob as bottom), so backward works from what is
-still there after forward: the top data (Sigmoid, TanH) or values with the sign of the input
-(ReLU).
+The element-wise activations (``elementwise.py`` and one module per type: relu.py, sigmoid.py,
+...), PReLU, Dropout, MVN and BatchNorm build on it. Each may be computed in place (top is the same
+Blob as bottom); a layer whose backward needs the input x then keeps a copy of it, since forward
+overwrites it with y.
 """
 
-import numpy as np
-
 from .base import Layer
-from .registry import register_layer
 
 
 class Neuron(Layer):
     """Base for element-wise layers: one bottom, one top of the same shape, in place allowed."""
 
     num_bottom = num_top = 1
+    kept = None   # layer-owned copy of x made by keep_input when computing in place
 
     def reshape(self, bottom, top):
         top[0].reshape_like(bottom[0])
 
+    def keep_input(self, bottom, top):
+        """Before forward: when in place, copy x into a layer-owned blob (on the layer's side,
+        host or device) so that backward still sees it after forward overwrites it with y."""
+        if top[0] is bottom[0]:
+            if self.kept is None:
+                self.kept = self.new_blob()
+            self.kept.reshape_like(bottom[0])
+            self.kept.copy_from(bottom[0])
 
-@register_layer("ReLU")
-class ReLU(Neuron):
-    """y = max(x, 0) + negative_slope * min(x, 0)
-
-    bottom: 1 blob, any shape.   top: 1 blob, same shape (may be in place).
-    backward: dx = dy where x > 0, else negative_slope * dy (x = 0 takes the slope, as Caffe).
-    In place the bottom data holds y afterwards, which is > 0 exactly where x > 0 as long as
-    negative_slope >= 0; for a negative slope in place, forward keeps the mask x > 0 (Caffe's
-    gradient is wrong there).
-    """
-
-    params = ("relu_param",)
-    has_gpu = True
-    kernels = "neuron.cu"
-
-    def layer_setup(self, bottom, top):
-        self.slope = float(self.param.relu_param.negative_slope)
-        self.positive = None
-        self.mask = None   # device: the mask x > 0 of an in-place ReLU with a negative slope
-
-    def forward_cpu(self, bottom, top):
-        x = bottom[0].data
-        if not self.slope:
-            # The plain ReLU as one in-place ufunc (np.where would allocate three temporaries).
-            np.maximum(x, 0, out=top[0].data)
-            return
-        positive = x > 0
-        self.positive = positive if self.slope < 0 and bottom[0] is top[0] else None
-        top[0].data[...] = np.where(positive, x, x * self.slope)
-
-    def backward_cpu(self, top, propagate_down, bottom):
-        if propagate_down[0]:
-            dy = top[0].diff
-            positive = self.positive if self.positive is not None else bottom[0].data > 0
-            if not self.slope:
-                np.multiply(dy, positive, out=bottom[0].diff)
-            else:
-                bottom[0].diff[...] = np.where(positive, dy, dy * self.slope)
-
-    def forward_gpu(self, bottom, top):
-        x = bottom[0]
-        # In place with a negative slope, y no longer tells the sign of x: keep the mask x > 0.
-        if self.slope < 0 and x is top[0]:
-            if self.mask is None:
-                self.mask = self.new_blob()
-            self.mask.reshape_like(x)
-        self.launch_1d("relu_forward", x.count, x.gpu_data, top[0].mutable_gpu_data,
-                       np.float32(self.slope),
-                       self.mask.mutable_gpu_data if self.mask is not None else 0)
-
-    def backward_gpu(self, top, propagate_down, bottom):
-        if propagate_down[0]:
-            sign = self.mask if self.mask is not None else bottom[0]
-            self.launch_1d("relu_backward", bottom[0].count, top[0].gpu_diff, sign.gpu_data,
-                           bottom[0].mutable_gpu_diff, np.float32(self.slope))
-
-
-@register_layer("Sigmoid")
-class Sigmoid(Neuron):
-    """y = 1 / (1 + exp(-x)), computed as 0.5 * tanh(0.5 * x) + 0.5 (no overflow).
-
-    bottom: 1 blob, any shape.   top: 1 blob, same shape (may be in place).
-    backward: dx = dy * y * (1 - y).
-    """
-
-    params = ("sigmoid_param",)
-
-    def forward_cpu(self, bottom, top):
-        top[0].data[...] = 0.5 * np.tanh(0.5 * bottom[0].data) + 0.5
-
-    def backward_cpu(self, top, propagate_down, bottom):
-        if propagate_down[0]:
-            y = top[0].data
-            bottom[0].diff[...] = top[0].diff * y * (1 - y)
-
-
-@register_layer("TanH")
-class TanH(Neuron):
-    """y = tanh(x)
-
-    bottom: 1 blob, any shape.   top: 1 blob, same shape (may be in place).
-    backward: dx = dy * (1 - y^2).
-    """
-
-    params = ("tanh_param",)
-
-    def forward_cpu(self, bottom, top):
-        top[0].data[...] = np.tanh(bottom[0].data)
-
-    def backward_cpu(self, top, propagate_down, bottom):
-        if propagate_down[0]:
-            y = top[0].data
-            bottom[0].diff[...] = top[0].diff * (1 - y * y)
+    def kept_input(self, bottom, top):
+        """In backward: the blob that holds the x of forward (bottom 0, or keep_input's copy)."""
+        return self.kept if top[0] is bottom[0] else bottom[0]

@@ -43,33 +43,12 @@ def test_relu_gradient_at_zero_takes_the_slope():
     np.testing.assert_array_equal(bottom[0].diff, [0.5, 0.5, 1.0])
 
 
-def test_sigmoid():
-    x = RNG.normal(size=(4, 6)) * 3
-    check_layer('type: "Sigmoid"', [x], [1 / (1 + np.exp(-x))])
-
-
-def test_sigmoid_saturates_without_overflow():
-    x = np.array([-800.0, -30.0, 0.0, 30.0, 800.0])
-    with np.errstate(all="raise"):
-        check_layer('type: "Sigmoid"', [x], [[0.0, 1 / (1 + np.exp(30)), 0.5,
-                                               1 / (1 + np.exp(-30)), 1.0]], check_grad=False)
-
-
-def test_tanh():
-    x = RNG.normal(size=(2, 3, 5)) * 2
-    check_layer('type: "TanH"', [x], [(np.exp(2 * x) - 1) / (np.exp(2 * x) + 1)])
-
-
 @pytest.mark.parametrize("text", ['type: "ReLU"', 'type: "ReLU" relu_param { negative_slope: 0.1 }',
-                                  'type: "ReLU" relu_param { negative_slope: -0.5 }',
-                                  'type: "Sigmoid"', 'type: "TanH"'])
+                                  'type: "ReLU" relu_param { negative_slope: -0.5 }'])
 def test_in_place(text):
     check_in_place(text, [away_from(RNG.normal(size=(3, 4, 5)), [0.0])])
 
 
-@pytest.mark.parametrize("text", ['type: "ReLU" convolution_param { num_output: 3 }',
-                                  'type: "Sigmoid" relu_param { negative_slope: 0.1 }',
-                                  'type: "TanH" dropout_param { dropout_ratio: 0.1 }'])
-def test_unused_parameter_is_an_error(text):
+def test_unused_parameter_is_an_error():
     with pytest.raises(ConfnetError, match="does not use it"):
-        make_layer(text)
+        make_layer('type: "ReLU" convolution_param { num_output: 3 }')

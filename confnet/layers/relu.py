@@ -1,0 +1,63 @@
+"""ReLU: the rectified linear unit, with an optional slope for negative inputs (leaky ReLU)."""
+
+import numpy as np
+
+from .neuron import Neuron
+from .registry import register_layer
+
+
+@register_layer("ReLU")
+class ReLU(Neuron):
+    """y = max(x, 0) + negative_slope * min(x, 0)
+
+    bottom: 1 blob, any shape.   top: 1 blob, same shape (may be in place).
+    backward: dx = dy where x > 0, else negative_slope * dy (x = 0 takes the slope, as Caffe).
+    In place the bottom data holds y afterwards, which is > 0 exactly where x > 0 as long as
+    negative_slope >= 0; for a negative slope in place, forward keeps the mask x > 0 (Caffe's
+    gradient is wrong there).
+    """
+
+    params = ("relu_param",)
+    has_gpu = True
+    kernels = "neuron.cu"
+
+    def layer_setup(self, bottom, top):
+        self.slope = float(self.param.relu_param.negative_slope)
+        self.positive = None
+        self.mask = None   # device: the mask x > 0 of an in-place ReLU with a negative slope
+
+    def forward_cpu(self, bottom, top):
+        x = bottom[0].data
+        if not self.slope:
+            # The plain ReLU as one in-place ufunc (np.where would allocate three temporaries).
+            np.maximum(x, 0, out=top[0].data)
+            return
+        positive = x > 0
+        self.positive = positive if self.slope < 0 and bottom[0] is top[0] else None
+        top[0].data[...] = np.where(positive, x, x * self.slope)
+
+    def backward_cpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            dy = top[0].diff
+            positive = self.positive if self.positive is not None else bottom[0].data > 0
+            if not self.slope:
+                np.multiply(dy, positive, out=bottom[0].diff)
+            else:
+                bottom[0].diff[...] = np.where(positive, dy, dy * self.slope)
+
+    def forward_gpu(self, bottom, top):
+        x = bottom[0]
+        # In place with a negative slope, y no longer tells the sign of x: keep the mask x > 0.
+        if self.slope < 0 and x is top[0]:
+            if self.mask is None:
+                self.mask = self.new_blob()
+            self.mask.reshape_like(x)
+        self.launch_1d("relu_forward", x.count, x.gpu_data, top[0].mutable_gpu_data,
+                       np.float32(self.slope),
+                       self.mask.mutable_gpu_data if self.mask is not None else 0)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if propagate_down[0]:
+            sign = self.mask if self.mask is not None else bottom[0]
+            self.launch_1d("relu_backward", bottom[0].count, top[0].gpu_diff, sign.gpu_data,
+                           bottom[0].mutable_gpu_diff, np.float32(self.slope))
