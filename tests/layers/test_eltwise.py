@@ -3,7 +3,20 @@ import pytest
 
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, away_from, check_in_place, check_layer, make_layer
+from confnet.layers import TRAIN
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    away_from,
+    check_in_place,
+    check_layer,
+    check_layer_gpu,
+    device_backend,
+    make_blobs,
+    make_layer,
+    run_forward,
+    running_on,
+)
 
 SHAPE = (2, 3, 4)
 
@@ -71,3 +84,54 @@ def test_prod_in_place_is_refused():
     with pytest.raises(ConfnetError, match="PROD cannot be computed in place"):
         make_layer('type: "Eltwise" eltwise_param { operation: PROD }').setup([a, Blob(SHAPE)],
                                                                                [a])
+
+
+# -- device ----------------------------------------------------------------------------------------
+GPU_SHAPE = (3, 5, 7)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("settings, n", [
+    ("", 2), ("coeff: 0.5 coeff: -2 coeff: 3", 3), ("operation: PROD", 2),
+    ("operation: PROD", 4), ("operation: PROD stable_prod_grad: false", 3),
+    ("operation: MAX", 2), ("operation: MAX", 4)])
+def test_gpu(device, settings, n):
+    xs = [away_from(RNG.normal(size=GPU_SHAPE), [0.0], 0.1) for _ in range(n)]
+    check_layer_gpu(f'type: "Eltwise" eltwise_param {{ {settings} }}', xs, device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_max_ties_gpu(device):
+    # Ties everywhere: the device must pick the CPU's (Caffe's) winners, gradient included.
+    xs = [RNG.integers(0, 2, size=GPU_SHAPE).astype(float) for _ in range(3)]
+    check_layer_gpu('type: "Eltwise" eltwise_param { operation: MAX }', xs, device=device,
+                    rtol=0, atol=0)
+
+
+def _in_place_at(text, xs, at, device=None):
+    """Top data and bottom diffs (float32) of the layer run with its top being bottom ``at``."""
+    layer = make_layer(text, TRAIN, np.float32)
+    bottom = make_blobs(xs, np.float32)
+    top = [bottom[at]]
+    layer.setup(bottom, top)
+    run_forward(layer, bottom, top)
+    y = top[0].cpu_data.copy()
+    top[0].set_diff(np.linspace(-1, 1, top[0].count, dtype=np.float32).reshape(top[0].shape))
+    layer.backward(top, [True] * len(xs), bottom)
+    return [y] + [b.cpu_diff.copy() for b in bottom]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op", ["SUM", "MAX"])
+@pytest.mark.parametrize("at", [0, 1, 2])
+def test_in_place_gpu(device, op, at):
+    # In place on any bottom: the fold reads a later bottom the top overwrote from a copy, and
+    # backward reads dy from a copy before the bottoms' diffs overwrite it.
+    device_backend(device)
+    text = f'type: "Eltwise" eltwise_param {{ operation: {op} }}'
+    xs = [RNG.normal(size=GPU_SHAPE) for _ in range(3)]
+    want = _in_place_at(text, xs, at)
+    with running_on(device):
+        got = _in_place_at(text, xs, at)
+    for i, (g, w) in enumerate(zip(got, want)):
+        np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6, err_msg=f"result {i}")
