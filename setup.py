@@ -32,7 +32,10 @@ class BuildPyWithKernels(build_py):
         if getattr(self, "editable_mode", False):
             return
         target = os.path.join(self.build_lib, "confnet", "cuda")
-        os.makedirs(target, exist_ok=True)
+        # Start from an empty folder: a kernel deleted from cuda/ must not live on in a wheel
+        # through the build folder of an earlier run.
+        shutil.rmtree(target, ignore_errors=True)
+        os.makedirs(target)
         for path in kernel_files():
             shutil.copy2(path, target)
 

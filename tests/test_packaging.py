@@ -29,6 +29,9 @@ def _project_copy(tmp_path):
 
 def test_build_py_copies_kernels_into_the_package(tmp_path):
     project = _project_copy(tmp_path)
+    stale = project / "lib" / "confnet" / "cuda"
+    stale.mkdir(parents=True)
+    (stale / "removed_since.cu").write_text("// left by an earlier build\n")
     subprocess.run([sys.executable, "setup.py", "-q", "build_py", "--build-lib", "lib"],
                    cwd=project, check=True, capture_output=True)
     shipped = project / "lib" / "confnet" / "cuda"

@@ -16,7 +16,8 @@
 # `import pycuda.compiler` works and compiles a kernel to a cubin with nvcc, and `import
 # pycuda.driver` fails only for want of the real libcuda.so.1.
 #
-# Usage (from anywhere; about 8 minutes on 2 busy cores, 6 of them pycuda's C++):
+# Usage (from anywhere; 8 to 16 minutes on 2 shared cores, most of it pycuda's C++; about 3
+# minutes of CPU time):
 #   bash tools/build_offline_wheels.sh              # build + verify
 #   bash tools/build_offline_wheels.sh --no-verify  # build only
 #   bash tools/build_offline_wheels.sh --rebuild    # build pycuda again instead of reusing
@@ -144,7 +145,7 @@ step "confnet wheel"
 logged confnet-build "$BPY" -m pip wheel --no-deps -w "$WHEEL_DIR" "$REPO"
 CONFNET_WHEEL=$(ls "$WHEEL_DIR"/confnet-*.whl | head -1)
 shipped=$("$BPY" -m zipfile -l "$CONFNET_WHEEL" | grep -c '^confnet/cuda/.*\.cu ' || true)
-expected=$(ls "$REPO"/cuda/*.cu 2>/dev/null | wc -l)
+expected=$(shopt -s nullglob; set -- "$REPO"/cuda/*.cu; echo $#)
 [ "$shipped" -eq "$expected" ] \
     || die "$(basename "$CONFNET_WHEEL") ships $shipped kernel files, cuda/ has $expected"
 echo "$(basename "$CONFNET_WHEEL"): $shipped kernel file(s) under confnet/cuda"
@@ -179,7 +180,8 @@ step "wheels"
 ls -1s --block-size=K "$WHEEL_DIR"
 size_mib=$(du -sm "$WHEEL_DIR" | cut -f1)
 echo "total: $(du -sh "$WHEEL_DIR" | cut -f1) in $(ls "$WHEEL_DIR" | wc -l) wheels"
-[ "$size_mib" -le "$SIZE_LIMIT_MIB" ] || die "$WHEEL_DIR is ${size_mib} MiB, over $SIZE_LIMIT_MIB MiB"
+[ "$size_mib" -le "$SIZE_LIMIT_MIB" ] \
+    || die "$WHEEL_DIR is ${size_mib} MiB, over $SIZE_LIMIT_MIB MiB"
 
 if [ "$VERIFY" = 1 ]; then
     step "verify: fresh Python 3.12 venv, installed only from $WHEEL_DIR"
@@ -195,7 +197,7 @@ if [ "$VERIFY" = 1 ]; then
     "$VENV/bin/python" -m pip install -q --no-index --find-links "$HOST_SIM" $HOST_PROVIDES
     "$VENV/bin/python" -m pip install -q --no-index --find-links "$WHEEL_DIR" \
         confnet pycuda "${TEST_REQUIREMENTS[@]}"
-    (cd "$WORK_DIR" && "$VENV/bin/python" - "$CUDA_ROOT" <<'EOF'
+    (cd "$WORK_DIR" && "$VENV/bin/python" - "$CUDA_ROOT" "$expected" <<'EOF'
 import os
 import sys
 
@@ -204,9 +206,10 @@ import lmdb
 import confnet
 from confnet.proto import confnet_pb2  # noqa: F401 (the generated protobuf module loads)
 
-kernels = [p for p in os.listdir(os.path.join(os.path.dirname(confnet.__file__), "cuda"))
-           if p.endswith(".cu")]
+shipped = os.path.join(os.path.dirname(confnet.__file__), "cuda")
+kernels = [p for p in os.listdir(shipped) if p.endswith(".cu")] if os.path.isdir(shipped) else []
 assert confnet.__file__.startswith(sys.prefix), f"confnet imported from {confnet.__file__}"
+assert len(kernels) == int(sys.argv[2]), f"{len(kernels)} kernels in {shipped}, not {sys.argv[2]}"
 print(f"confnet from the wheel, {len(kernels)} kernel file(s); lmdb {lmdb.version()}")
 
 import pycuda.compiler

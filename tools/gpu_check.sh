@@ -35,7 +35,7 @@
 #                         set, as on the device machine, so they come back; else .offline/gpu-check)
 #   GPU_CHECK_SANITIZE_K  pytest -k expression for the sanitizer subset
 #   GPU_CHECK_BUDGET_S    seconds for all steps together (default 560)
-# Exit status: 0 when no step failed or timed out, 1 otherwise.
+# Exit status: 0 when no step failed or timed out (nor, on a GPU, found no test), 1 otherwise.
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
@@ -65,7 +65,11 @@ SANITIZER_ERROR_RC=86
 . tools/offline_lib.sh
 
 NAMES=() STATUS=() TIMES=() FIGURES=()
-record() { NAMES+=("$1") STATUS+=("$2") TIMES+=("$3") FIGURES+=("$4"); }
+record() {  # record NAME STATUS SECONDS FIGURE: one row of the table
+    local figure=$4
+    [ "$2" = TIMEOUT ] && figure="stopped at its cap; last line: $figure"
+    NAMES+=("$1") STATUS+=("$2") TIMES+=("$3") FIGURES+=("$figure")
+}
 
 # capped NAME CAP CMD...: CMD under `timeout`, output in $LOG_DIR/NAME.log; sets RC (or "late"
 # when the budget is spent), SECS and LOG.
@@ -99,9 +103,10 @@ pytest_status() {  # pytest's exit 5 means the selection held no test
     if [ "$RC" = 5 ]; then echo "NO TESTS"; else status_of; fi
 }
 
-pytest_summary() {  # pytest's closing line, without its = frame
-    grep -E "([0-9]+ (passed|failed|skipped|deselected|errors?))|no tests ran" "$LOG" \
-        | tail -1 | tr -d '=' | sed 's/^ *//; s/ *$//'
+pytest_summary() {  # pytest's closing line, without its = frame (not the sanitizer's summary)
+    grep -v "ERROR SUMMARY" "$LOG" \
+        | grep -E "([0-9]+ (passed|failed|skipped|deselected|errors?))|no tests ran" | tail -1 \
+        | tr -d '=' | sed 's/^ *//; s/ *$//'
 }
 
 first_lines() {  # first_lines N: the log's first N non-empty lines joined with " | "
@@ -109,6 +114,10 @@ first_lines() {  # first_lines N: the log's first N non-empty lines joined with 
 }
 
 late_figure() { [ "$RC" = late ] && echo "budget spent"; }
+
+last_line() {  # the log's last non-empty line (or why the step did not run)
+    late_figure || grep -v '^\s*$' "$LOG" | tail -1 | cut -c1-110
+}
 
 install_wheels() {  # the venv, then the wheels, from the carried folders only
     local links=(--find-links "$WHEELS")
@@ -149,7 +158,7 @@ step_venv() {
     # shellcheck disable=SC2016
     capped venv "$CAP_VENV" env INSTALL="${INSTALL[*]}" bash -c \
         'INSTALL=($INSTALL); install_wheels'
-    record "venv + wheels" "$(status_of)" "$SECS" "$(late_figure || tail -1 "$LOG" | cut -c1-110)"
+    record "venv + wheels" "$(status_of)" "$SECS" "$(last_line)"
 }
 
 step_driver() {
@@ -161,7 +170,7 @@ print(f'CUDA driver API {major}.{minor}, {drv.Device.count()} device(s)')"
     if [ "$MODE" = emu ] && [ "$RC" != 0 ] && grep -q "libcuda.so.1" "$LOG"; then
         record "pycuda driver" "SKIP" "$SECS" "no driver here (libcuda.so.1 missing), as expected"
     else
-        record "pycuda driver" "$(status_of)" "$SECS" "$(late_figure || tail -1 "$LOG" | cut -c1-110)"
+        record "pycuda driver" "$(status_of)" "$SECS" "$(last_line)"
     fi
 }
 
@@ -191,7 +200,8 @@ step_tests() {
 step_sanitize() {  # step_sanitize TOOL
     local tool=$1 sanitizer
     if [ "$MODE" = emu ]; then
-        record "$tool" "SKIP" 0 "needs a real device (the emulator's ASan/TSan runs are its CPU kin)"
+        record "$tool" "SKIP" 0 \
+            "needs a real device (the emulator's ASan/TSan runs are its CPU counterpart)"
         return
     fi
     sanitizer=$(command -v compute-sanitizer || echo "$(find_cuda_root)/bin/compute-sanitizer")
@@ -206,7 +216,8 @@ step_sanitize() {  # step_sanitize TOOL
     status=$(pytest_status)
     [ "$RC" = "$SANITIZER_ERROR_RC" ] && status=ERRORS
     errors=$(grep -o "ERROR SUMMARY: [0-9]* errors\?" "$LOG" | tail -1)
-    record "$tool" "$status" "$SECS" "$(late_figure || echo "${errors:-no summary}; $(pytest_summary)")"
+    record "$tool" "$status" "$SECS" \
+        "$(late_figure || echo "${errors:-no summary}; $(pytest_summary)")"
 }
 
 step_bench() {
@@ -216,8 +227,7 @@ step_bench() {
         record "LeNet vs PyTorch" "SKIP" 0 "needs a real device"
     else
         capped bench "$CAP_BENCH" "$VENV/bin/python" tools/bench_gpu.py --quick
-        record "LeNet vs PyTorch" "$(status_of)" "$SECS" \
-            "$(late_figure || grep -v '^\s*$' "$LOG" | tail -1 | cut -c1-110)"
+        record "LeNet vs PyTorch" "$(status_of)" "$SECS" "$(last_line)"
     fi
 }
 
@@ -225,15 +235,18 @@ print_table() {
     local i failed=0
     {
         echo
-        echo "== gpu_check summary: mode $MODE, $((SECONDS - START)) s, $(uname -n), logs in $LOG_DIR"
-        printf '%-17s %-10s %5s  %s\n' step status time "key figure"
+        echo "== gpu_check summary: mode $MODE, $((SECONDS - START)) s on $(uname -n)," \
+             "logs in $LOG_DIR"
+        printf '%-17s %-11s %5s  %s\n' step status time "key figure"
         for i in "${!NAMES[@]}"; do
-            printf '%-17s %-10s %4ss  %s\n' "${NAMES[$i]}" "${STATUS[$i]}" "${TIMES[$i]}" \
+            printf '%-17s %-11s %4ss  %s\n' "${NAMES[$i]}" "${STATUS[$i]}" "${TIMES[$i]}" \
                 "${FIGURES[$i]}"
         done
     } | tee "$LOG_DIR/summary.txt"
     for i in "${!STATUS[@]}"; do
         case ${STATUS[$i]} in FAIL* | TIMEOUT | ERRORS) failed=1 ;; esac
+        # On the GPU host a selection without tests means nothing was checked.
+        [ "$MODE" = gpu ] && [ "${STATUS[$i]}" = "NO TESTS" ] && failed=1
     done
     return $failed
 }
