@@ -123,7 +123,10 @@ install_wheels() {  # the venv, then the wheels, from the carried folders only
     local links=(--find-links "$WHEELS")
     [ -n "$FIND_LINKS" ] && links+=(--find-links "$FIND_LINKS")
     rm -rf "$VENV"
-    "$PY" -m venv --system-site-packages "$VENV" &&
+    # Without ensurepip (a distribution's python3 lacking its venv package) the venv borrows the
+    # host's own pip through the system site-packages.
+    { "$PY" -m venv --system-site-packages "$VENV" ||
+        "$PY" -m venv --system-site-packages --without-pip "$VENV"; } &&
         "$VENV/bin/python" -m pip install --no-index "${links[@]}" "${INSTALL[@]}" &&
         "$VENV/bin/python" - <<'EOF'
 import sys
