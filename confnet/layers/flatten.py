@@ -6,9 +6,10 @@ from .registry import register_layer
 
 class View(Layer):
     """A top that views its bottom's data and diff with another shape (``top_shape``), so that
-    forward and backward move nothing. Not in place."""
+    forward and backward move nothing, on the host and on the device. Not in place."""
 
     num_bottom = num_top = 1
+    has_gpu = True
 
     def top_shape(self, bottom):
         raise NotImplementedError(f"{type(self).__name__}.top_shape")
@@ -23,6 +24,12 @@ class View(Layer):
         """Nothing to compute: the top views the bottom's data."""
 
     def backward_cpu(self, top, propagate_down, bottom):
+        """Nothing to compute: the bottom's diff is the top's."""
+
+    def forward_gpu(self, bottom, top):
+        """Nothing to compute: the top views the bottom's device memory too."""
+
+    def backward_gpu(self, top, propagate_down, bottom):
         """Nothing to compute: the bottom's diff is the top's."""
 
 

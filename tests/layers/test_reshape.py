@@ -3,7 +3,16 @@ import pytest
 
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_layer
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    device_backend,
+    make_blobs,
+    make_layer,
+    running_on,
+)
 
 BOTTOM = (2, 3, 4, 5)
 
@@ -47,3 +56,22 @@ def test_in_place_is_refused():
     blob = Blob((2, 3))
     with pytest.raises(ConfnetError, match="in place"):
         make_layer('type: "Reshape" reshape_param { shape { dim: -1 } }').setup([blob], [blob])
+
+
+GPU_TEXT = 'type: "Reshape" reshape_param { shape { dim: 0 dim: -1 dim: 7 } }'
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu(device):
+    check_layer_gpu(GPU_TEXT, [RNG.normal(size=(3, 5, 9, 7))], device=device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_top_views_the_device_memory(device):
+    device_backend(device)
+    with running_on(device):
+        layer = make_layer(GPU_TEXT, dtype=np.float32)
+        bottom, top = make_blobs([RNG.normal(size=(3, 5, 9, 7))], np.float32), [Blob()]
+        layer.setup(bottom, top)
+        layer.forward(bottom, top)
+        assert top[0].gpu_data == bottom[0].gpu_data and top[0].gpu_diff == bottom[0].gpu_diff
