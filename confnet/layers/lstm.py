@@ -2,8 +2,9 @@
 
 import numpy as np
 
+from ..gpu import blas
 from .lstm_unit import lstm_step, lstm_step_backward
-from .recurrent import Recurrent, shifted
+from .recurrent import Recurrent, at, shifted
 from .registry import register_layer
 
 
@@ -57,3 +58,27 @@ class LSTM(Recurrent):
         h_prev = cont * shifted(self.h, self.h_0)
         w_hc.diff += d_a.reshape(-1, d_a.shape[-1]).T @ h_prev.reshape(-1, self.num_output)
         return d_a, [d_h, d_c]
+
+    def steps_forward_gpu(self, n, cont, out):
+        size = n * self.num_output
+        # The gate inputs become the activated gates in place (backward needs only those).
+        acts = self.pre_blob.mutable_gpu_data
+        h, c = (blob.mutable_gpu_data for blob in self.state_blobs)
+        for t in range(self.T):
+            self.step_input_gpu(t, n, cont)
+            self.launch_1d("lstm_unit_forward", size, at(c, t * size), at(acts, 4 * t * size),
+                           at(cont, t * n), at(acts, 4 * t * size), at(c, (t + 1) * size),
+                           at(h, (t + 1) * size), np.int32(self.num_output))
+        blas.copy(self.T * size, at(h, size), out.mutable_gpu_data)
+
+    def steps_backward_gpu(self, n, d_out, cont):
+        size = n * self.num_output
+        acts, c = self.pre_blob.gpu_data, self.state_blobs[1].gpu_data
+        d_a = self.d_pre_blob.mutable_gpu_data
+        d_h, d_c = (blob.mutable_gpu_data for blob in self.d_state)
+        for t in reversed(range(self.T)):
+            d_a_t = at(d_a, 4 * t * size)
+            self.launch_1d("lstm_unit_backward", size, at(c, t * size), at(acts, 4 * t * size),
+                           at(c, (t + 1) * size), at(cont, t * n), d_c, d_h, at(d_out, t * size),
+                           d_c, d_a_t, np.int32(self.num_output))
+            self.step_state_grad_gpu(t, n, cont, d_a_t, d_h)

@@ -53,10 +53,16 @@ class LSTMUnit(Layer):
         dx_i = dc~ * g * i (1 - i)          dx_f = dc~ * cont * c_prev * f (1 - f)
         dx_o = dh * tanh(c) * o (1 - o)     dx_g = dc~ * i * (1 - g^2)
     No gradient flows to cont (asking for one is an error, as in Caffe).
+    On the device: cuda/recurrent.cu, the activated gates kept in a layer-owned blob.
     """
 
     num_bottom = 3
     num_top = 2
+    has_gpu = True
+    kernels = "recurrent.cu"
+
+    def layer_setup(self, bottom, top):
+        self.acts_blob = self.new_blob()   # device: the activated gates i, f, o, g (1, N, 4D)
 
     def allow_force_backward(self, bottom_index):
         return bottom_index != 2
@@ -73,6 +79,7 @@ class LSTMUnit(Layer):
                      f"bottom[2] (cont) must have shape (1, {n}), got {cont.shape}")
         top[0].reshape_like(c_prev)
         top[1].reshape_like(c_prev)
+        self.acts_blob.reshape_like(x)
 
     def forward_cpu(self, bottom, top):
         c_prev, x, cont = (b.data[0] for b in bottom)
@@ -90,3 +97,20 @@ class LSTMUnit(Layer):
             bottom[0].diff[0] = dc_prev
         if propagate_down[1]:
             bottom[1].diff[0] = dx
+
+    def forward_gpu(self, bottom, top):
+        c_prev, x, cont = bottom
+        self.launch_1d("lstm_unit_forward", c_prev.count, c_prev.gpu_data, x.gpu_data,
+                       cont.gpu_data, self.acts_blob.mutable_gpu_data, top[0].mutable_gpu_data,
+                       top[1].mutable_gpu_data, np.int32(c_prev.shape[2]))
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if propagate_down[2]:
+            self.fail("cannot back-propagate to the sequence continuation indicators (bottom[2])")
+        if not (propagate_down[0] or propagate_down[1]):
+            return
+        c_prev, x, cont = bottom
+        self.launch_1d("lstm_unit_backward", c_prev.count, c_prev.gpu_data,
+                       self.acts_blob.gpu_data, top[0].gpu_data, cont.gpu_data, top[0].gpu_diff,
+                       top[1].gpu_diff, 0, c_prev.mutable_gpu_diff if propagate_down[0] else 0,
+                       x.mutable_gpu_diff if propagate_down[1] else 0, np.int32(c_prev.shape[2]))

@@ -21,6 +21,11 @@ Without expose_hidden the state is carried from one forward to the next, as in C
 state of a batch is the initial state of the next; it starts at zero and restarts at zero when
 N changes), so a sequence may span batches; no gradient crosses batches.
 
+On the device the matrix products run on cuda/gemm.cu (confnet/gpu/blas.py) and the
+elementwise parts of a step on cuda/recurrent.cu, the loop over the steps staying on the host;
+what backward needs (gate inputs, the states of every step, cont_t h_{t-1}) and the carried
+state are layer-owned blobs.
+
 Gradients: x, x_static and every parameter, as Caffe. With expose_hidden the initial states
 also get their gradient and the final-state tops' gradients flow back through the steps;
 Caffe shares only the data of those blobs with its unrolled net, so it back-propagates
@@ -31,6 +36,7 @@ import logging
 
 import numpy as np
 
+from ..gpu import blas
 from .base import Layer
 
 log = logging.getLogger("confnet")
@@ -45,6 +51,8 @@ class Recurrent(Layer):
     min_top = 1
     gates = 1
     state_names = ("h",)
+    has_gpu = True
+    kernels = "recurrent.cu"
 
     # -- set up --------------------------------------------------------------------------------
     def layer_setup(self, bottom, top):
@@ -56,7 +64,18 @@ class Recurrent(Layer):
         self.debug_info = p.debug_info
         self._check_blob_roles(bottom, top)
         self._add_params(bottom, p)
-        self.carried = None
+        # The state carried from one forward to the next (without expose_hidden), (N, H) each;
+        # carried_n is the N it was made for (None: not yet).
+        self.carried = [self.new_blob() for _ in self.state_names]
+        self.carried_n = None
+        # Device buffers: the gate inputs (T, N, G*H) and their gradient; per state, every step's
+        # value after the initial one (T + 1, N, H) and the gradient flowing back through the
+        # steps (N, H); cont_t h_{t-1} (T, N, H); with x_static, ones (T,) and the sum over the
+        # steps of the gate gradients (N, G*H).
+        self.pre_blob, self.d_pre_blob, self.masked_blob, self.ones, self.d_static = (
+            self.new_blob() for _ in range(5))
+        self.state_blobs = [self.new_blob() for _ in self.state_names]
+        self.d_state = [self.new_blob() for _ in self.state_names]
 
     def _check_blob_roles(self, bottom, top):
         exposed = len(self.state_names) if self.expose_hidden else 0
@@ -121,6 +140,17 @@ class Recurrent(Layer):
         top[0].reshape((self.T, n, self.num_output))
         for blob in top[1:]:
             blob.reshape(state_shape)
+        rows = self.gates * self.num_output
+        for blob in (self.pre_blob, self.d_pre_blob):
+            blob.reshape((self.T, n, rows))
+        self.masked_blob.reshape((self.T, n, self.num_output))
+        for states, d_state in zip(self.state_blobs, self.d_state):
+            states.reshape((self.T + 1, n, self.num_output))
+            d_state.reshape((n, self.num_output))
+        if self.static_input:
+            self.ones.reshape((self.T,))
+            self.ones.set_data(1)
+            self.d_static.reshape((n, rows))
 
     # -- forward -------------------------------------------------------------------------------
     def forward_cpu(self, bottom, top):
@@ -132,19 +162,52 @@ class Recurrent(Layer):
         cont = bottom[1].data[..., None]
         out, final = self.steps_forward(pre, cont, self._initial_states(bottom, n))
         top[0].data[...] = out
-        if self.expose_hidden:
-            for blob, state in zip(top[1:], final):
-                blob.data[0] = state
-        else:
-            self.carried = [s.copy() for s in final]
-        self._debug("Forward", [(f"top {t.name or i}", t.data) for i, t in enumerate(top)])
+        for blob, state in zip(top[1:] if self.expose_hidden else self.carried, final):
+            blob.data.reshape(state.shape)[...] = state
+        self._debug_forward(top)
 
     def _initial_states(self, bottom, n):
         if self.expose_hidden:
             return [b.data[0] for b in bottom[self.state_offset:]]
-        if self.carried is None or self.carried[0].shape[0] != n:
-            self.carried = [np.zeros((n, self.num_output), self.dtype) for _ in self.state_names]
+        return [b.data for b in self._carried(n)]
+
+    def _carried(self, n):
+        """The carried state blobs, reset to zeros when N changed (or at the first forward)."""
+        if self.carried_n != n:
+            for blob in self.carried:
+                blob.reshape((n, self.num_output))
+                blob.set_data(0)
+            self.carried_n = n
         return self.carried
+
+    def forward_gpu(self, bottom, top):
+        n = bottom[0].shape[1]
+        rows, gates, size = self.T * n, self.gates * self.num_output, n * self.num_output
+        pre = self.pre_blob.mutable_gpu_data
+        blas.gemm(False, True, rows, gates, self.inputs, 1, bottom[0].gpu_data,
+                  self.blobs[0].gpu_data, 0, pre)
+        blas.bias_forward(rows, gates, 1, self.blobs[1].gpu_data, pre)
+        if self.static_input:   # the same W_static x_static added at every step
+            blas.gemm(False, True, n, gates, self.static_inputs, 1, bottom[2].gpu_data,
+                      self.blobs[2].gpu_data, 1, pre, batch=self.T, stride_c=n * gates)
+        initial = (bottom[self.state_offset:] if self.expose_hidden else self._carried(n))
+        for states, blob in zip(self.state_blobs, initial):
+            blas.copy(size, blob.gpu_data, states.mutable_gpu_data)
+        self.steps_forward_gpu(n, bottom[1].gpu_data, top[0])
+        for states, blob in zip(self.state_blobs, top[1:] if self.expose_hidden else self.carried):
+            blas.copy(size, at(states.gpu_data, self.T * size), blob.mutable_gpu_data)
+        if self.debug_info:
+            self._debug_forward(top)
+
+    def step_input_gpu(self, t, n, cont):
+        """pre_t += (cont_t h_{t-1}) W_h^T on the device, keeping cont_t h_{t-1} for backward."""
+        h, size = self.num_output, n * self.num_output
+        masked = at(self.masked_blob.mutable_gpu_data, t * size)
+        self.launch_1d("recurrent_mask", size, at(cont, t * n),
+                       at(self.state_blobs[0].gpu_data, t * size), masked, np.int32(h))
+        blas.gemm(False, True, n, self.gates * h, h, 1, masked,
+                  self.blobs[self.recurrent_weight].gpu_data, 1,
+                  at(self.pre_blob.mutable_gpu_data, t * n * self.gates * h))
 
     # -- backward ------------------------------------------------------------------------------
     def backward_cpu(self, top, propagate_down, bottom):
@@ -171,12 +234,63 @@ class Recurrent(Layer):
         for i, d in enumerate(d_initial if self.expose_hidden else ()):
             if propagate_down[self.state_offset + i]:
                 bottom[self.state_offset + i].diff[0] = d
-        self._debug("Backward", [(f"bottom {b.name or i}", b.diff)
-                                 for i, b in enumerate(bottom) if propagate_down[i]]
-                    + [(f"param {i}", b.diff) for i, b in enumerate(self.blobs)])
+        self._debug_backward(propagate_down, bottom)
+
+    def backward_gpu(self, top, propagate_down, bottom):
+        if propagate_down[1]:
+            bottom[1].zero_diff()  # cont is an indicator: Caffe sends it no gradient
+        n = bottom[0].shape[1]
+        rows, gates, size = self.T * n, self.gates * self.num_output, n * self.num_output
+        for i, d_state in enumerate(self.d_state):
+            if self.expose_hidden:
+                blas.copy(size, top[1 + i].gpu_diff, d_state.mutable_gpu_data)
+            else:
+                blas.fill(size, 0, d_state.mutable_gpu_data)
+        self.steps_backward_gpu(n, top[0].gpu_diff, bottom[1].gpu_data)
+        d_pre, x = self.d_pre_blob.gpu_data, bottom[0].gpu_data
+        w_h = self.blobs[self.recurrent_weight]
+        blas.gemm(True, False, gates, self.num_output, rows, 1, d_pre, self.masked_blob.gpu_data,
+                  1, w_h.mutable_gpu_diff)
+        blas.gemm(True, False, gates, self.inputs, rows, 1, d_pre, x, 1,
+                  self.blobs[0].mutable_gpu_diff)
+        blas.bias_backward(rows, gates, 1, d_pre, self.blobs[1].mutable_gpu_diff)
+        if propagate_down[0]:
+            blas.gemm(False, False, rows, self.inputs, gates, 1, d_pre, self.blobs[0].gpu_data, 0,
+                      bottom[0].mutable_gpu_diff)
+        if self.static_input:
+            d_static = self.d_static.mutable_gpu_data
+            blas.gemv(True, self.T, n * gates, 1, d_pre, self.ones.gpu_data, 0, d_static)
+            blas.gemm(True, False, gates, self.static_inputs, n, 1, d_static, bottom[2].gpu_data,
+                      1, self.blobs[2].mutable_gpu_diff)
+            if propagate_down[2]:
+                blas.gemm(False, False, n, self.static_inputs, gates, 1, d_static,
+                          self.blobs[2].gpu_data, 0, bottom[2].mutable_gpu_diff)
+        for i, d_state in enumerate(self.d_state if self.expose_hidden else ()):
+            if propagate_down[self.state_offset + i]:
+                blas.copy(size, d_state.gpu_data, bottom[self.state_offset + i].mutable_gpu_diff)
+        if self.debug_info:
+            self._debug_backward(propagate_down, bottom)
+
+    def step_state_grad_gpu(self, t, n, cont, d_pre_t, d_h):
+        """d_h = cont_t (d_pre_t W_h) on the device: the gradient reaching h_{t-1} via step t."""
+        h = self.num_output
+        blas.gemm(False, False, n, h, self.gates * h, 1, d_pre_t,
+                  self.blobs[self.recurrent_weight].gpu_data, 0, d_h)
+        self.launch_1d("recurrent_mask", n * h, at(cont, t * n), d_h, d_h, np.int32(h))
+
+    # -- debug_info ----------------------------------------------------------------------------
+    def _debug_forward(self, top):
+        self._debug("Forward", [(f"top {t.name or i}", t.cpu_data) for i, t in enumerate(top)])
+
+    def _debug_backward(self, propagate_down, bottom):
+        if self.debug_info:
+            self._debug("Backward", [(f"bottom {b.name or i}", b.cpu_diff)
+                                     for i, b in enumerate(bottom) if propagate_down[i]]
+                        + [(f"param {i}", b.cpu_diff) for i, b in enumerate(self.blobs)])
 
     def _debug(self, stage, named_arrays):
-        """debug_info: log the mean absolute value of each array, as Caffe's net debug info."""
+        """debug_info: log the mean absolute value of each array, as Caffe's net debug info (on
+        the device this copies them to the host: the user asked to see them)."""
         if self.debug_info:
             for what, a in named_arrays:
                 log.info("    [%s] Layer %s, %s: %.6g", stage, self.name, what,
@@ -193,6 +307,25 @@ class Recurrent(Layer):
         W_h and the subclass's own parameters; return d_pre (T, N, G*H) and the list of
         gradients of the initial states."""
         raise NotImplementedError
+
+    def steps_forward_gpu(self, n, cont, out):
+        """The device twin of ``steps_forward``: from pre_blob (T, N, G*H) and the initial states
+        in row 0 of each state blob, fill rows 1..T of the state blobs and the output blob
+        ``out`` (T, N, H); keep in layer blobs what backward needs (``step_input_gpu`` gives
+        each step its recurrent input)."""
+        raise NotImplementedError
+
+    def steps_backward_gpu(self, n, d_out, cont):
+        """The device twin of ``steps_backward``: from d_out (T, N, H) and the final states'
+        gradients in ``d_state``, write d_pre_blob, add to the gradients of the subclass's own
+        parameters (the base adds W_h's) and leave the initial states' gradients in
+        ``d_state`` (``step_state_grad_gpu`` carries the gradient back through a step)."""
+        raise NotImplementedError
+
+
+def at(ptr, offset):
+    """The device pointer ``offset`` float32 elements past ``ptr``."""
+    return ptr + 4 * offset
 
 
 def shifted(states, initial):

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from .recurrent import Recurrent, shifted
+from ..gpu import blas
+from .recurrent import Recurrent, at, shifted
 from .registry import register_layer
 
 
@@ -26,6 +27,16 @@ class RNN(Recurrent):
     """
 
     max_bottom, max_top = 4, 2
+
+    def layer_setup(self, bottom, top):
+        super().layer_setup(bottom, top)
+        # Device buffers, (T, N, H) each: o, do~ and W_ho^T do~.
+        self.o_blob, self.d_o_blob, self.d_h_out_blob = (self.new_blob() for _ in range(3))
+
+    def reshape(self, bottom, top):
+        super().reshape(bottom, top)
+        for blob in (self.o_blob, self.d_o_blob, self.d_h_out_blob):
+            blob.reshape_like(top[0])
 
     def add_output_params(self, recurrent_param):
         h = self.num_output
@@ -59,3 +70,34 @@ class RNN(Recurrent):
         h_prev = cont * shifted(self.h, self.h_0)
         w_hh.diff += d_z.reshape(-1, h_dim).T @ h_prev.reshape(-1, h_dim)
         return d_z, [d_h]
+
+    def steps_forward_gpu(self, n, cont, out):
+        size, rows = n * self.num_output, self.T * n
+        pre, h = self.pre_blob.gpu_data, self.state_blobs[0].mutable_gpu_data
+        for t in range(self.T):
+            self.step_input_gpu(t, n, cont)
+            self.launch_1d("rnn_forward", size, at(pre, t * size), at(h, (t + 1) * size))
+        w_ho, b_o = self.blobs[-2:]
+        o = self.o_blob.mutable_gpu_data
+        blas.gemm(False, True, rows, self.num_output, self.num_output, 1, at(h, size),
+                  w_ho.gpu_data, 0, o)
+        blas.bias_forward(rows, self.num_output, 1, b_o.gpu_data, o)
+        self.launch_1d("rnn_forward", rows * self.num_output, o, o)
+        out.copy_from(self.o_blob)
+
+    def steps_backward_gpu(self, n, d_out, cont):
+        h_dim, size, rows = self.num_output, n * self.num_output, self.T * n
+        w_ho, b_o = self.blobs[-2:]
+        h = self.state_blobs[0].gpu_data
+        d_o = self.d_o_blob.mutable_gpu_data
+        self.launch_1d("rnn_backward", rows * h_dim, self.o_blob.gpu_data, d_out, 0, d_o)
+        blas.gemm(True, False, h_dim, h_dim, rows, 1, d_o, at(h, size), 1, w_ho.mutable_gpu_diff)
+        blas.bias_backward(rows, h_dim, 1, d_o, b_o.mutable_gpu_diff)
+        d_h_out = self.d_h_out_blob.mutable_gpu_data
+        blas.gemm(False, False, rows, h_dim, h_dim, 1, d_o, w_ho.gpu_data, 0, d_h_out)
+        d_z, d_h = self.d_pre_blob.mutable_gpu_data, self.d_state[0].mutable_gpu_data
+        for t in reversed(range(self.T)):
+            d_z_t = at(d_z, t * size)
+            self.launch_1d("rnn_backward", size, at(h, (t + 1) * size), d_h,
+                           at(d_h_out, t * size), d_z_t)
+            self.step_state_grad_gpu(t, n, cont, d_z_t, d_h)

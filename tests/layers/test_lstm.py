@@ -2,7 +2,17 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, layer_text, make_blobs, make_layer, run_forward
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    layer_text,
+    make_blobs,
+    make_layer,
+    run_forward,
+)
+from tests.layers.test_rnn import FILLERS, GPU_CONT, check_state_carried_gpu
 
 T, N, H = 3, 2, 3
 # Stream 0 starts a new sequence at t = 2: its state must be reset there.
@@ -154,3 +164,19 @@ def test_reshape_keeps_steps_and_features():
         layer.reshape(make_blobs([np.zeros((T, N, 3)), np.zeros((T, N))]), top)
     layer.reshape(make_blobs([np.zeros((T, 5, 2)), np.zeros((T, 5))]), top)
     assert top[0].shape == (T, 5, H)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("static, expose", [(False, False), (True, True), (False, True)])
+def test_gpu(device, static, expose):
+    steps, streams = GPU_CONT.shape
+    bottoms = [RNG.normal(size=(steps, streams, 2, 3)), GPU_CONT]
+    bottoms += [RNG.normal(size=(streams, 7))] if static else []
+    bottoms += [RNG.normal(size=(1, streams, 5)) for _ in range(2)] if expose else []
+    check_layer_gpu(lstm_text(5, expose_hidden=str(expose).lower(), **FILLERS), bottoms,
+                    device=device, num_top=1 + 2 * expose, no_grad=(1,))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_state_carried_to_the_next_batch(device):
+    check_state_carried_gpu(lstm_text(5, **FILLERS), 3, device)

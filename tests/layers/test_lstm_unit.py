@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, make_blobs, make_layer
+from tests.layers.harness import DEVICES, RNG, check_layer, check_layer_gpu, make_blobs, make_layer
 
 N, D = 2, 3
 
@@ -55,3 +55,13 @@ def test_shape_errors(shapes, message):
     with pytest.raises(ConfnetError, match=message):
         make_layer('type: "LSTMUnit"').setup(make_blobs([np.zeros(s) for s in shapes]),
                                              make_blobs([0, 0]))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("no_grad", [(2,), (0, 2), (1, 2)])
+def test_gpu(device, no_grad):
+    streams, dim = 7, 5
+    cont = np.array([[1, 0, 0.5, 1, 1, 0, 1]], dtype=float)
+    bottoms = [RNG.normal(size=(1, streams, dim)), 2 * RNG.normal(size=(1, streams, 4 * dim)),
+               cont]
+    check_layer_gpu('type: "LSTMUnit"', bottoms, device=device, num_top=2, no_grad=no_grad)

@@ -1,8 +1,23 @@
+import contextlib
+import logging
+
 import numpy as np
 import pytest
 
+from confnet import rng
 from confnet.errors import ConfnetError
-from tests.layers.harness import RNG, check_layer, layer_text, make_blobs, make_layer, run_forward
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    device_backend,
+    layer_text,
+    make_blobs,
+    make_layer,
+    run_forward,
+    running_on,
+)
 
 T, N, H = 3, 2, 3
 # Stream 1 starts a new sequence at t = 2: its state must be reset there.
@@ -93,3 +108,75 @@ def test_errors():
             make_blobs([0]))
     with pytest.raises(ConfnetError, match="needs 2 to 4 bottom"):
         make_layer(rnn_text()).setup(make_blobs([np.zeros((T, N, 2))] * 5), make_blobs([0]))
+
+
+# Device checks: odd sizes (T 4, N 3, H 5), cont with a reset and a fraction (cont multiplies the
+# state, on both sides), filled weights large enough to leave tanh's linear range.
+GPU_CONT = np.array([[0, 0, 1], [1, 0.5, 1], [1, 1, 0], [0, 1, 1]], dtype=float)
+FILLERS = dict(weight_filler='{ type: "gaussian" std: 0.6 }',
+               bias_filler='{ type: "uniform" min: -0.5 max: 0.5 }')
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("static, expose", [(False, False), (True, True), (False, True)])
+def test_gpu(device, static, expose):
+    steps, streams = GPU_CONT.shape
+    bottoms = [RNG.normal(size=(steps, streams, 2, 3)), GPU_CONT]
+    bottoms += [RNG.normal(size=(streams, 7))] if static else []
+    bottoms += [RNG.normal(size=(1, streams, 5))] if expose else []
+    check_layer_gpu(rnn_text(5, expose_hidden=str(expose).lower(), **FILLERS), bottoms,
+                    device=device, num_top=1 + expose, no_grad=(1,))
+
+
+def check_state_carried_gpu(text, features, device):
+    """Batches run on the device, then the host, then the device again (then with fewer
+    streams: zero states) give the outputs of a host-only run: the carried state is a layer blob
+    that follows the layer between the two sides."""
+    device_backend(device)
+    steps, streams = GPU_CONT.shape
+    batches = [(RNG.normal(size=(steps, streams, features)), GPU_CONT) for _ in range(3)]
+    batches.append((batches[0][0][:, :2], GPU_CONT[:, :2]))
+    runs = []
+    for sides in ([None] * 4, [device, None, device, device]):
+        rng.seed(0)
+        layer = make_layer(text, dtype=np.float32)
+        outputs = []
+        for i, (side, arrays) in enumerate(zip(sides, batches)):
+            bottom, top = make_blobs(arrays, np.float32), make_blobs([0.0], np.float32)
+            with running_on(side) if side is not None else contextlib.nullcontext():
+                if i == 0:
+                    layer.setup(bottom, top)
+                run_forward(layer, bottom, top)
+                outputs.append(top[0].cpu_data.copy())
+        runs.append(outputs)
+    for i, (want, got) in enumerate(zip(*runs)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"batch {i}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_state_carried_to_the_next_batch(device):
+    check_state_carried_gpu(rnn_text(5, **FILLERS), 3, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_debug_info(device, caplog):
+    """debug_info logs the same means on the device (copying them to the host, as asked)."""
+    device_backend(device)
+    caplog.set_level(logging.INFO, logger="confnet")
+    bottoms = [RNG.normal(size=(4, 3, 2)), GPU_CONT]
+    logs = []
+    for side in (None, device):
+        layer = make_layer(rnn_text(5, debug_info="true", **FILLERS), dtype=np.float32)
+        bottom, top = make_blobs(bottoms, np.float32), make_blobs([0.0], np.float32)
+        caplog.clear()
+        with running_on(side) if side is not None else contextlib.nullcontext():
+            rng.seed(0)
+            layer.setup(bottom, top)
+            run_forward(layer, bottom, top)
+            top[0].set_diff(1.0)
+            layer.backward(top, [True, False], bottom)
+        logs.append([r.getMessage() for r in caplog.records if "Layer" in r.getMessage()])
+    assert len(logs[0]) == len(logs[1]) == 7   # the top; bottom 0 and the five parameters
+    for want, got in zip(*logs):
+        assert got.split(":")[0] == want.split(":")[0]
+        assert float(got.split(":")[1]) == pytest.approx(float(want.split(":")[1]), rel=1e-4)
