@@ -9,6 +9,14 @@ Data layers read their database as in training, so it must exist.
 
 As in Caffe's tool, backward is timed for every layer that has one: the CLI builds the net with
 ``force_backward``, and outputs that are not losses (a deploy net's) get unit gradients.
+
+On a device (``--gpu``) each step is bracketed by two events of the backend
+(``record_event``/``elapsed``: device events on a GPU, host time on the emulator, which runs each
+kernel to completion), so the host never waits inside a pass: the times of a pass are read once
+it is queued. The memory column then comes from the device allocator: the bytes it handed out
+while the layer ran its warm-up pass (blobs get device memory when first used: the layer's
+tops, gradients, parameters and buffers), and the totals line gives the allocator's in-use and
+peak bytes.
 """
 
 import time
@@ -25,7 +33,8 @@ class LayerTiming:
     name: str
     type: str
     top_shapes: list
-    memory: int                      # bytes of the layer's top data and parameters
+    memory: int                      # bytes of the layer's top data and parameters (on a
+                                     # device: allocated during the layer's warm-up pass)
     forward: list = field(default_factory=list)    # seconds per timed iteration
     backward: list = field(default_factory=list)   # empty when the layer runs no backward
 
@@ -36,21 +45,27 @@ class Timing:
     iterations: int
     layers: list
     memory: int                      # bytes of all blobs' data and parameters, each counted once
+    device_memory: dict = None       # on a device: the allocator's {"in_use", "peak", "held"}
 
 
 def fill_inputs(net, seed=0):
     """Random values in the tops of the net's Input layers (see the module docstring)."""
     g = np.random.default_rng(seed)
-    for layer, tops in zip(net.layers, net.top_ids):
-        if not isinstance(layer, Input):
-            continue
-        for name in tops:
-            blob = net.blobs[name]
-            if "label" in name.lower():
-                classes = _classes_for(net, name)
-                blob.set_data(g.integers(0, max(classes, 1), blob.shape))
-            else:
-                blob.set_data(g.standard_normal(blob.shape))
+    for i in range(len(net.layers)):
+        _fill_input(net, i, g)
+
+
+def _fill_input(net, i, g):
+    """Random values in the tops of layer ``i`` if it is an Input layer."""
+    if not isinstance(net.layers[i], Input):
+        return
+    for name in net.top_ids[i]:
+        blob = net.blobs[name]
+        if "label" in name.lower():
+            classes = _classes_for(net, name)
+            blob.set_data(g.integers(0, max(classes, 1), blob.shape))
+        else:
+            blob.set_data(g.standard_normal(blob.shape))
 
 
 def _classes_for(net, label):
@@ -68,18 +83,25 @@ def _classes_for(net, label):
 
 def time_net(net, iterations=50, clock=time.perf_counter, progress=None):
     """Time every layer of ``net`` over ``iterations`` forward+backward passes, after one
-    untimed warm-up pass. ``progress(done, iterations)`` is called after each pass. Returns a
-    Timing (``table`` formats it)."""
-    fill_inputs(net)
+    untimed warm-up pass. ``progress(done, iterations)`` is called after each pass. On the CPU
+    ``clock`` reads the time; on a device the backend's events do. Returns a Timing (``table``
+    formats it)."""
+    backend = gpu.current()
+    timer = _DeviceTimer(backend) if backend is not None else _HostTimer(clock)
+    inputs = np.random.default_rng(0)
     layers = [LayerTiming(name, layer.type_name, [net.blobs[t].shape for t in tops],
                           _layer_bytes(net, layer, tops))
               for name, layer, tops in zip(net.layer_names, net.layers, net.top_ids)]
     for it in range(iterations + 1):
-        forward = _run_forward(net, clock)
-        backward = _run_backward(net, clock)
+        allocated = _Allocations(backend, len(net.layers), counting=it == 0)
+        forward = _run_forward(net, timer, allocated, inputs if it == 0 else None)
+        backward = _run_backward(net, timer, allocated)
         if progress is not None:
             progress(it, iterations)
         if it == 0:
+            if backend is not None:
+                for timing, nbytes in zip(layers, allocated.bytes):
+                    timing.memory = nbytes
             continue
         for i, timing in enumerate(layers):
             timing.forward.append(forward[i])
@@ -89,37 +111,80 @@ def time_net(net, iterations=50, clock=time.perf_counter, progress=None):
         timing.top_shapes = [net.blobs[t].shape for t in tops]
     unique = {id(b): _nbytes(b) for b in net.blobs.values()}
     unique.update((id(b), _nbytes(b)) for b in net.learnable_params)
-    return Timing(net.name, iterations, layers, sum(unique.values()))
-
-
-def _timed(step, clock):
-    """Seconds ``step`` takes; on a device, from the moment the queue is empty to the moment the
-    step's kernels have finished (the emulator runs kernels synchronously: host time)."""
-    backend = gpu.current()
+    device_memory = None
     if backend is not None:
-        backend.synchronize()
-    start = clock()
-    step()
-    if backend is not None:
-        backend.synchronize()
-    return clock() - start
+        pool = backend.pool
+        device_memory = {"in_use": pool.in_use, "peak": pool.peak, "held": pool.held}
+    return Timing(net.name, iterations, layers, sum(unique.values()), device_memory)
 
 
-def _run_forward(net, clock):
-    return [_timed(lambda: net.forward_layer(i), clock) for i in range(len(net.layers))]
+class _HostTimer:
+    """Marks are readings of ``clock``: on the CPU a step is done when its call returns."""
+
+    def __init__(self, clock):
+        self.mark, self._clock = clock, clock
+
+    def seconds(self, spans):
+        return [end - start for start, end in spans]
 
 
-def _run_backward(net, clock):
+class _DeviceTimer:
+    """Marks are the backend's events, recorded in the stream's order of work without waiting;
+    ``seconds`` waits for the last one (once per pass) and reads the device time of each span."""
+
+    def __init__(self, backend):
+        self.mark, self._backend = backend.record_event, backend
+
+    def seconds(self, spans):
+        return [self._backend.elapsed(start, end) for start, end in spans]
+
+
+class _Allocations:
+    """Device bytes the allocator hands out during each layer's steps (warm-up pass only)."""
+
+    def __init__(self, backend, layers, counting):
+        self._pool = backend.pool if backend is not None and counting else None
+        self.bytes = [0] * layers
+
+    def run(self, i, step):
+        before = self._pool.in_use if self._pool is not None else 0
+        step()
+        if self._pool is not None:
+            self.bytes[i] += self._pool.in_use - before
+
+
+def _run_forward(net, timer, allocated, inputs):
+    """Forward through every layer; seconds per layer. ``inputs`` (a generator, in the warm-up
+    pass): fill the Input layers' tops first, so their memory counts for them."""
+    spans = []
+    for i in range(len(net.layers)):
+        def step(i=i):
+            if inputs is not None:
+                _fill_input(net, i, inputs)
+            start = timer.mark()
+            net.forward_layer(i)
+            spans.append((start, timer.mark()))
+        allocated.run(i, step)
+    return timer.seconds(spans)
+
+
+def _run_backward(net, timer, allocated):
     for name in net.outputs:
         net.blobs[name].set_diff(1.0)
     for layer, tops in zip(net.layers, net.top_ids):
         for name, weight in zip(tops, layer.loss_weights):
             if weight:
                 net.blobs[name].set_diff(weight)
+    spans, timed = [], [i for i in reversed(range(len(net.layers))) if net.layer_need_backward[i]]
+    for i in timed:
+        def step(i=i):
+            start = timer.mark()
+            net.backward_layer(i)
+            spans.append((start, timer.mark()))
+        allocated.run(i, step)
     times = [0.0] * len(net.layers)
-    for i in reversed(range(len(net.layers))):
-        if net.layer_need_backward[i]:
-            times[i] = _timed(lambda: net.backward_layer(i), clock)
+    for i, seconds in zip(timed, timer.seconds(spans)):
+        times[i] = seconds
     return times
 
 
@@ -161,8 +226,14 @@ def table(timing, use_mean=False, columns=80):
     fwd, bwd = _totals(timing, use_mean)
     text.append(f"per iteration ({stat} of {timing.iterations}): forward {1e3 * fwd:.3f} ms, "
                 f"backward {1e3 * bwd:.3f} ms, forward+backward {1e3 * (fwd + bwd):.3f} ms")
-    text.append(f"memory: {format_bytes(timing.memory)} of blob data and parameters "
-                "(gradients take as much again)")
+    if timing.device_memory is None:
+        text.append(f"memory: {format_bytes(timing.memory)} of blob data and parameters "
+                    "(gradients take as much again)")
+    else:
+        m = timing.device_memory
+        text.append(f"device memory (allocator): {format_bytes(m['in_use'])} in use, "
+                    f"{format_bytes(m['peak'])} peak, {format_bytes(m['held'])} held; a layer's "
+                    "memory is what it was given in the warm-up pass")
     return text
 
 

@@ -97,3 +97,53 @@ layer { name: "input_of_a_rather_long_and_descriptive_name" type: "Input" top: "
 layer { name: "a_convolution_whose_name_goes_on_and_on_and_on" type: "Convolution"
         bottom: "x" top: "y" convolution_param { num_output: 2 kernel_size: 1 } }
 """
+
+
+@pytest.fixture
+def emulator():
+    from tests.layers.harness import device_backend, running_on
+    device_backend("emu")
+    with running_on("emu") as backend:
+        yield backend
+
+
+def test_device_timing_uses_events_and_the_allocator(emulator, monkeypatch):
+    """On a device: every step is bracketed by two events and the host never synchronizes;
+    the memory column is what the allocator gave each layer in the warm-up pass."""
+    def no_sync():
+        raise AssertionError("time_net synchronized the device inside a pass")
+    monkeypatch.setattr(emulator, "synchronize", no_sync)
+    marks = []
+    record = emulator.record_event
+    monkeypatch.setattr(emulator, "record_event", lambda: marks.append(1) or record())
+    net = build()
+    result = timing.time_net(net, iterations=2)
+    backward_layers = sum(net.layer_need_backward)
+    assert len(marks) == 3 * 2 * (len(net.layers) + backward_layers)
+    by_name = {t.name: t for t in result.layers}
+    assert all(s > 0 for s in by_name["conv"].forward + by_name["conv"].backward)
+    # conv's top data and diff (8x4x4x4), its weights and bias with their diffs, and the
+    # im2col buffer at least, each rounded up by the pool to 256 bytes.
+    assert by_name["conv"].memory >= 2 * (8 * 4 * 4 * 4 + 4 * 3 * 3 * 3 + 4) * 4
+    assert by_name["relu"].memory == 0             # in place: conv's blob
+    assert by_name["in"].memory >= 256 * 2         # its two tops, filled in the warm-up
+    pool = emulator.pool
+    assert result.device_memory == {"in_use": pool.in_use, "peak": pool.peak, "held": pool.held}
+    assert sum(t.memory for t in result.layers) <= pool.in_use <= pool.peak
+    assert "device memory (allocator)" in timing.table(result)[-1]
+
+
+def test_time_command_on_the_emulator(tmp_path):
+    from tests.layers.harness import device_backend
+    device_backend("emu")
+    model = tmp_path / "net.prototxt"
+    model.write_text(NET)
+    try:
+        result = CliRunner().invoke(main, ["time", "--model", str(model), "--iterations", "2",
+                                           "--gpu", "emu"])
+    finally:
+        from confnet import gpu
+        gpu.use(None)
+    assert result.exit_code == 0, result.output
+    assert "per iteration (median of 2)" in result.output
+    assert "device memory (allocator)" in result.output

@@ -19,6 +19,9 @@ interface is deliberately small:
     kernel = backend.function("neuron.cu", "relu_forward")
     backend.launch(kernel, grid, block, args, shared=0)
     backend.synchronize()
+    event = backend.record_event()              # a mark in the stream's order of work
+    seconds = backend.elapsed(start, end)       # device time between two marks (waits for end)
+    backend.upload_async(ptr, host_array, after=event)   # host -> device, overlapping kernels
 
 ``args`` is a sequence of Python ints (device pointers or int32 values passed to ``int``
 parameters) and numpy scalars (``np.float32``, ``np.int32``); each backend converts them to the
@@ -131,6 +134,16 @@ class Backend:
         self.copies.dtoh_bytes += array.nbytes
         self._dtoh(array, ptr)
 
+    def upload_async(self, ptr, array, after=None):
+        """Host -> device copy of ``array`` into ``ptr`` (counted as an htod) that all work
+        queued after this call sees, while the host does not wait and the copy may run beside
+        kernels queued before it. ``after`` (a ``record_event`` mark, or None): the copy starts
+        only once the work queued before that mark has finished; give the mark recorded after
+        the last use of ``ptr``'s old contents (the data layers alternate two device buffers,
+        so a batch's copy overlaps the previous iteration's kernels). This default is a plain
+        ``htod``; the GPU backend copies from page-locked memory on a second stream."""
+        self.htod(ptr, array)
+
     # -- kernels -------------------------------------------------------------------------------
     def function(self, cu_file, name):
         """The kernel ``name`` of ``cuda/<cu_file>``, compiled on first use and cached."""
@@ -165,6 +178,14 @@ class Backend:
         raise NotImplementedError
 
     def synchronize(self):
+        raise NotImplementedError
+
+    def record_event(self):
+        """A mark placed in the order of the work queued so far; ``elapsed`` times two."""
+        raise NotImplementedError
+
+    def elapsed(self, start, end):
+        """Seconds the device took from mark ``start`` to mark ``end`` (waits for ``end``)."""
         raise NotImplementedError
 
     def describe(self):

@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 import numpy as np
 
@@ -419,6 +420,13 @@ class EmuBackend(Backend):
 
     def synchronize(self):
         pass
+
+    def record_event(self):
+        """Host time: the emulator runs each kernel to completion inside ``launch``."""
+        return time.perf_counter()
+
+    def elapsed(self, start, end):
+        return end - start
 
     def describe(self):
         extra = f", {self.sanitize}" if self.sanitize else ""

@@ -2,7 +2,10 @@
 
 Everything confnet asks of the device goes through one stream of its own, so the copies, memsets
 and kernels of an iteration queue up without host waits; the host waits only when it reads
-(``dtoh``) or synchronizes (``confnet time``). Kernels are compiled from ``cuda/*.cu`` with nvcc
+(``dtoh``), synchronizes, or times with events (``confnet time``). The one exception is the
+input batch (``upload_async``): it is copied from page-locked memory on a second stream, which
+the compute stream waits for through an event, so the next batch's copy overlaps the kernels
+still running. Kernels are compiled from ``cuda/*.cu`` with nvcc
 for the device's own architecture on first use (pycuda caches the cubins).
 
 pycuda launches take their arguments untyped, so the parameter types of every kernel are read
@@ -84,6 +87,8 @@ class PyCudaBackend(Backend):
         self.context = self.device.retain_primary_context()
         self.context.push()
         self.stream = drv.Stream()
+        self.copy_stream = drv.Stream()   # upload_async's copies, beside the compute stream
+        self._staging = {}                # device pointer -> (page-locked buffer, copy event)
         self._allocations = {}
         self._modules = {}
         major, minor = self.device.compute_capability()
@@ -114,6 +119,30 @@ class PyCudaBackend(Backend):
     def dtod(self, dst, src, nbytes):
         self.drv.memcpy_dtod_async(dst, src, int(nbytes), self.stream)
 
+    def upload_async(self, ptr, array, after=None):
+        """See Backend.upload_async. The array is copied into a page-locked staging buffer kept
+        for ``ptr`` (a DMA engine reads page-locked memory while kernels run; pageable memory
+        would make the driver copy synchronously), the copy is queued on ``copy_stream`` behind
+        ``after``, and the compute stream waits for it through an event. Before the host
+        rewrites a staging buffer it waits for the previous copy out of it, normally finished
+        long ago."""
+        array = np.ascontiguousarray(array)
+        self.copies.htod += 1
+        self.copies.htod_bytes += array.nbytes
+        staging, copied = self._staging.get(ptr, (None, None))
+        if staging is None or staging.nbytes < array.nbytes:
+            staging, copied = self.drv.pagelocked_empty(array.nbytes, np.uint8), self.drv.Event()
+            self._staging[ptr] = (staging, copied)
+        else:
+            copied.synchronize()
+        host = staging[:array.nbytes]
+        host[...] = array.reshape(-1).view(np.uint8)
+        if after is not None:
+            self.copy_stream.wait_for_event(after)
+        self.drv.memcpy_htod_async(ptr, host, self.copy_stream)
+        copied.record(self.copy_stream)
+        self.stream.wait_for_event(copied)
+
     def memset_d32(self, ptr, bits, count):
         if count > 0:
             self.drv.memset_d32_async(ptr, int(bits) & 0xFFFFFFFF, int(count), self.stream)
@@ -142,6 +171,15 @@ class PyCudaBackend(Backend):
 
     def synchronize(self):
         self.stream.synchronize()
+
+    def record_event(self):
+        event = self.drv.Event()
+        event.record(self.stream)
+        return event
+
+    def elapsed(self, start, end):
+        end.synchronize()
+        return end.time_since(start) / 1e3   # pycuda gives milliseconds
 
     def describe(self):
         free, total = self.drv.mem_get_info()

@@ -11,7 +11,9 @@ random state for an exact resume (``cursor_state`` / ``restore_cursor``).
 
 import json
 
-from .. import memory
+import numpy as np
+
+from .. import gpu, memory
 from ..errors import ConfnetError
 from .base import Layer
 
@@ -20,6 +22,7 @@ class PrefetchingLayer(Layer):
     num_bottom = 0
     min_top, max_top = 1, 2
     has_gpu = True   # forward_gpu: one host -> device copy per top; no kernels
+    _staged = None   # forward_gpu's _DoubleBuffer per top
 
     def check_memory(self, batch_size, item_shape, prefetch):
         """Before the prefetcher reads anything: do its batches fit in memory? ``item_shape``
@@ -54,14 +57,17 @@ class PrefetchingLayer(Layer):
             top[1].data[...] = label
 
     def forward_gpu(self, bottom, top):
-        """The batch straight from the prefetcher's array into each device top (``set_data``
-        copies host -> device once, without touching the top's host side)."""
-        data, label = self.call(self.prefetcher.next_batch)
-        top[0].reshape(data.shape)
-        top[0].set_data(data)
-        if len(top) > 1:
-            top[1].reshape(label.shape)
-            top[1].set_data(label)
+        """The batch from the prefetcher's arrays into the device tops, one host -> device copy
+        each (the tops' host side is never touched). Each copy goes into one of two device
+        buffers of the top, in turn, with ``upload_async``, and from there into the top on the
+        device: on a GPU the copy of this batch then runs while the previous iteration's
+        kernels, which still read the top, finish; the buffer's other half is reused only after
+        the device copy out of it is done (the mark ``after``)."""
+        batch = self.call(self.prefetcher.next_batch)
+        if self._staged is None:
+            self._staged = [_DoubleBuffer(self) for _ in top]
+        for blob, values, buffers in zip(top, batch, self._staged):
+            buffers.fill(blob, values)
 
     def cursor_state(self):
         """(read position, JSON of the random state and ``extra_state()``) of the next batch."""
@@ -84,3 +90,26 @@ class PrefetchingLayer(Layer):
 
     def restore_extra_state(self, saved):
         """Take back what ``extra_state`` saved."""
+
+
+class _DoubleBuffer:
+    """Two device buffers of a data layer's top, filled in turn; each keeps the mark recorded
+    after the device copy out of it, which its next upload waits for."""
+
+    def __init__(self, layer):
+        self.blobs = [layer.new_blob(), layer.new_blob()]
+        self.released = [None, None]
+        self.turn = 0
+
+    def fill(self, top, values):
+        """``values`` (host array) into ``top`` on the device: upload into the buffer whose turn
+        it is, then copy device -> device into the top."""
+        backend = gpu.current()
+        k, self.turn = self.turn, 1 - self.turn
+        staging = self.blobs[k]
+        staging.reshape(values.shape)
+        top.reshape(values.shape)
+        backend.upload_async(staging.mutable_gpu_data, np.ascontiguousarray(values, np.float32),
+                             after=self.released[k])
+        top.copy_from(staging)
+        self.released[k] = backend.record_event()
