@@ -1,5 +1,7 @@
 """DummyData: tops filled by fillers, for tests and benchmarks that need no real data."""
 
+import numpy as np
+
 from ..filler import fill
 from ..proto import confnet_pb2 as pb
 from .base import Layer
@@ -16,12 +18,14 @@ class DummyData(Layer):
     num/channels/height/width lists (each with one value for all tops, or one per top).
     A top with a ``constant`` filler is filled once at setup and left alone afterwards (as in
     Caffe, so a later in-place layer's changes stay); any other filler refills its top on every
-    forward, drawing from confnet.rng. No backward.
+    forward, drawing from confnet.rng. No backward. On the device the values are drawn on the
+    host and each refilled top gets one host -> device copy per forward.
     """
 
     params = ("dummy_data_param",)
     num_bottom = 0
     min_top = 1
+    has_gpu = True   # forward_gpu: one host -> device copy per refilled top; no kernels
 
     def layer_setup(self, bottom, top):
         p = self.param.dummy_data_param
@@ -55,4 +59,8 @@ class DummyData(Layer):
     def forward_cpu(self, bottom, top):
         for blob, filler in zip(top, self.fillers):
             if filler.type != "constant":
-                fill(blob.data, filler)
+                values = np.empty(blob.shape, self.dtype)
+                fill(values, filler)
+                blob.set_data(values)   # device: one host -> device copy
+
+    forward_gpu = forward_cpu

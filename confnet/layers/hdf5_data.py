@@ -31,12 +31,14 @@ class HDF5Data(Layer):
     each time a file is (re)started.
 
     top[j]: (batch_size, *dataset_j.shape[1:]), converted to the net's float type.
-    No transformation (transform_param is refused) and no backward.
+    No transformation (transform_param is refused) and no backward. A batch is gathered on the
+    host (it may span files); on the device each top then gets one host -> device copy.
     """
 
     params = ("hdf5_data_param",)
     num_bottom = 0
     min_top = 1
+    has_gpu = True   # forward_gpu: one host -> device copy per top; no kernels
 
     def layer_setup(self, bottom, top):
         self.h5py = import_h5py(self)
@@ -57,8 +59,9 @@ class HDF5Data(Layer):
         self._load()
         self.row_shape = [a.shape[1:] for a in self.arrays]
         self._start_rows()
-        for blob, shape in zip(top, self.row_shape):
-            blob.reshape((self.batch_size, *shape))
+        self.batch = [np.empty((self.batch_size, *shape), self.dtype) for shape in self.row_shape]
+        for blob, rows in zip(top, self.batch):
+            blob.reshape(rows.shape)
 
     def reshape(self, bottom, top):
         """Shapes are fixed by batch_size and the datasets."""
@@ -70,12 +73,16 @@ class HDF5Data(Layer):
             take = min(self.batch_size - filled, rows_left)
             rows = (slice(self.row, self.row + take) if self.row_order is None
                     else self.row_order[self.row:self.row + take])
-            for blob, array in zip(top, self.arrays):
-                blob.data[filled:filled + take] = array[rows]
+            for batch, array in zip(self.batch, self.arrays):
+                batch[filled:filled + take] = array[rows]
             filled += take
             self.row += take
             if self.row == len(self.arrays[0]):
                 self._next_file()
+        for blob, batch in zip(top, self.batch):
+            blob.set_data(batch)   # host: a copy into the top; device: one host -> device copy
+
+    forward_gpu = forward_cpu
 
     def _next_file(self):
         """After a file's last row, as Caffe: the next file (a new order after the last one),

@@ -17,11 +17,13 @@ class MemoryData(Layer):
     data: (N, channels, height, width); labels: (N,) or (N, 1, 1, 1); N a multiple of
     batch_size. The values are served as given (no transformation; transform_param is refused).
     top[0]: (batch_size, channels, height, width).   top[1]: (batch_size,).   No backward.
+    On the device each top receives its batch with one host -> device copy (``set_data``).
     """
 
     params = ("memory_data_param",)
     num_bottom = 0
     num_top = 2
+    has_gpu = True   # forward_gpu: one host -> device copy per top; no kernels
 
     def layer_setup(self, bottom, top):
         p = self.param.memory_data_param
@@ -62,8 +64,9 @@ class MemoryData(Layer):
                      "no data yet: call reset(data, labels) (pycaffe: net.set_input_arrays) "
                      "before forward")
         batch = slice(self.pos, self.pos + self.shape[0])
-        top[0].reshape(self.shape)
-        top[0].data[...] = self.data[batch]
-        top[1].reshape(self.shape[:1])
-        top[1].data[...] = self.labels[batch]
+        for blob, values in zip(top, (self.data[batch], self.labels[batch])):
+            blob.reshape(values.shape)
+            blob.set_data(values)   # host: a copy into the top; device: one host -> device copy
         self.pos = batch.stop % len(self.data)
+
+    forward_gpu = forward_cpu

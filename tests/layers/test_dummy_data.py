@@ -5,13 +5,14 @@ import pytest
 
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from tests.layers.harness import make_layer, run_forward
+from tests.layers.harness import DEVICES, make_layer, run_forward, running_on
+from tests.layers.test_memory_data import check_data_gpu
 
 
-def dummy_layer(param, tops=2):
+def dummy_layer(param, tops=2, dtype=np.float64):
     layer = make_layer('type: "DummyData" ' + " ".join(f'top: "t{i}"' for i in range(tops))
-                       + f" dummy_data_param {{ {param} }}")
-    top = [Blob((), np.float64) for _ in range(tops)]
+                       + f" dummy_data_param {{ {param} }}", dtype=dtype)
+    top = [Blob((), dtype) for _ in range(tops)]
     layer.setup([], top)
     return layer, top
 
@@ -52,3 +53,26 @@ def test_no_filler_gives_zeros():
 def test_inconsistent_parameters_are_refused(param, message):
     with pytest.raises(ConfnetError, match=message):
         dummy_layer(param)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu(device):
+    """Random tops are drawn on the host and copied once per forward; the constant top was
+    filled at setup and is copied once, when the device first reads it."""
+    param = ('data_filler { type: "constant" value: 3 } data_filler { type: "gaussian" } '
+             'data_filler { type: "uniform" } shape { dim: 2 dim: 3 } shape { dim: 5 } '
+             'shape { dim: 1 dim: 7 }')
+    built = []
+
+    def build():
+        built.append(dummy_layer(param, tops=3, dtype=np.float32))
+        return built[-1]
+
+    check_data_gpu(device, build, copies=2)
+    _, top = built[-1]
+    with running_on(device) as backend:
+        backend.copies.reset()
+        top[0].gpu_data
+        top[0].gpu_data
+        assert backend.copies.htod == 1
+        np.testing.assert_array_equal(top[0].cpu_data, np.full((2, 3), 3.0))

@@ -8,7 +8,8 @@ import pytest
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
 from confnet.layers import TRAIN
-from tests.layers.harness import make_layer
+from tests.layers.harness import DEVICES, make_layer
+from tests.layers.test_memory_data import check_data_gpu
 
 h5py = pytest.importorskip("h5py")
 
@@ -28,10 +29,11 @@ def files(tmp_path):
     return tmp_path
 
 
-def hdf5_layer(folder, params="", batch=3, tops=("data", "label")):
+def hdf5_layer(folder, params="", batch=3, tops=("data", "label"), dtype=np.float64):
     text = " ".join(f'top: "{t}"' for t in tops)
     layer = make_layer(f'type: "HDF5Data" {text} hdf5_data_param {{ '
-                       f'source: "{folder}/list.txt" batch_size: {batch} {params} }}', TRAIN)
+                       f'source: "{folder}/list.txt" batch_size: {batch} {params} }}', TRAIN,
+                       dtype=dtype)
     top = [Blob() for _ in tops]
     layer.setup([], top)
     return layer, top
@@ -89,3 +91,12 @@ def test_clear_errors(files, monkeypatch):
     monkeypatch.setitem(sys.modules, "h5py", None)
     with pytest.raises(ConfnetError, match=r"HDF5Data needs h5py: pip install confnet\[hdf5\]"):
         hdf5_layer(files)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu(device, files):
+    # Batches of 3 from files of 5 and 3 rows: the second and third batches span two files.
+    batches = check_data_gpu(device, lambda: hdf5_layer(files, "shuffle: true",
+                                                        dtype=np.float32), batches=4)
+    labels = np.concatenate([labels for _, labels in batches]).astype(int)
+    assert sorted(labels[:8]) == list(range(8))   # one pass over both files, shuffled

@@ -8,7 +8,8 @@ from confnet.blob import Blob
 from confnet.data.datum import encode_image
 from confnet.errors import ConfnetError
 from confnet.layers import TEST, TRAIN
-from tests.layers.harness import make_layer
+from tests.layers.harness import DEVICES, make_layer
+from tests.layers.test_memory_data import check_data_gpu
 
 
 @pytest.fixture
@@ -25,10 +26,10 @@ def listed(tmp_path):
     return tmp_path, images.astype(np.float64)
 
 
-def image_layer(folder, params="", transform="", phase=TEST, batch=2):
+def image_layer(folder, params="", transform="", phase=TEST, batch=2, dtype=np.float64):
     layer = make_layer(f'type: "ImageData" top: "data" top: "label" {transform} '
                        f'image_data_param {{ source: "{folder}/list.txt" batch_size: {batch} '
-                       f'root_folder: "{folder}/" {params} }}', phase)
+                       f'root_folder: "{folder}/" {params} }}', phase, dtype=dtype)
     top = [Blob(), Blob()]
     layer.setup([], top)
     return layer, top
@@ -115,3 +116,11 @@ def test_old_transformation_fields_are_refused(listed):
     folder, _ = listed
     with pytest.raises(ConfnetError, match="transform_param"):
         image_layer(folder, "mirror: true")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu(device, listed):
+    folder, _ = listed
+    check_data_gpu(device, lambda: image_layer(
+        folder, "shuffle: true", 'transform_param { crop_size: 3 mirror: true scale: 0.5 }',
+        phase=TRAIN, batch=3, dtype=np.float32))

@@ -11,7 +11,8 @@ from confnet.data.mean import save_mean
 from confnet.errors import ConfnetError
 from confnet.layers import TRAIN
 from confnet.layers.window_data import _resize_linear
-from tests.layers.harness import make_layer
+from tests.layers.harness import DEVICES, make_layer
+from tests.layers.test_memory_data import check_data_gpu
 
 # (class_index, overlap, x1, y1, x2, y2) per image; with fg_threshold 0.5 and bg_threshold 0.3
 # image 0 has one foreground window (class 2), image 1 one background window (overlap 0.1) and
@@ -35,12 +36,13 @@ def scene(tmp_path):
     return tmp_path, images.astype(np.float64)
 
 
-def window_layer(folder, params="", transform="crop_size: 8", batch=4, fg_fraction=0.5):
+def window_layer(folder, params="", transform="crop_size: 8", batch=4, fg_fraction=0.5,
+                 dtype=np.float64):
     layer = make_layer(f'type: "WindowData" top: "data" top: "label" '
                        f'transform_param {{ {transform} }} window_data_param {{ '
                        f'source: "{folder}/windows.txt" root_folder: "{folder}/" '
                        f'batch_size: {batch} fg_threshold: 0.5 bg_threshold: 0.3 '
-                       f'fg_fraction: {fg_fraction} {params} }}', TRAIN)
+                       f'fg_fraction: {fg_fraction} {params} }}', TRAIN, dtype=dtype)
     top = [Blob(), Blob()]
     layer.setup([], top)
     layer.forward([], top)
@@ -176,3 +178,10 @@ def test_clear_errors(scene, tmp_path):
         make_layer('type: "WindowData" top: "d" top: "l" transform_param { crop_size: 8 } '
                    f'window_data_param {{ source: "{tmp_path}/nothing.txt" batch_size: 1 }}'
                    ).setup([], [Blob(), Blob()])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu(device, scene):
+    folder, _ = scene
+    check_data_gpu(device, lambda: window_layer(folder, "context_pad: 1", "crop_size: 7 "
+                                                "mirror: true", batch=5, dtype=np.float32))
