@@ -1,4 +1,5 @@
-"""Layers: one module per layer type (small neuron layers share one), each registering itself.
+"""Layers: one module per layer type, named after it (relu.py for "ReLU"), each registering
+itself; shared bases (base.py, neuron.py, elementwise.py, ...) beside them.
 
 Importing this package imports every module in it, so adding a layer means adding its file.
 """
