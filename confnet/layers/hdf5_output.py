@@ -14,6 +14,10 @@ class HDF5Output(Layer):
     legacy 4-D shape (N, C, H, W), missing axes as 1 (a (N,) label becomes (N, 1, 1, 1)).
     No top, no backward. Caffe writes one batch only (its second forward fails); here every
     forward adds its rows, so the file holds all batches seen.
+
+    In a device run it stays on the host (writing a file is host work): the base class's
+    fallback logs that once, and each bottom is read through ``cpu_data``, so one device -> host
+    copy per bottom and batch, and the bottoms stay valid on the device (no copy back).
     """
 
     params = ("hdf5_output_param",)
@@ -37,7 +41,7 @@ class HDF5Output(Layer):
     def forward_cpu(self, bottom, top):
         with self._open("a") as f:
             for name, blob in zip(("data", "label"), bottom):
-                rows = blob.data.reshape(blob.shape + (1,) * (4 - blob.num_axes))
+                rows = blob.cpu_data.reshape(blob.shape + (1,) * (4 - blob.num_axes))
                 if name not in f:
                     f.create_dataset(name, shape=(0,) + rows.shape[1:], dtype=rows.dtype,
                                      maxshape=(None,) + rows.shape[1:], chunks=True)

@@ -52,6 +52,12 @@ class Python(Layer):
     the current folder; the class is built with the LayerParameter when its constructor takes an
     argument, else with none. The math, shapes and gradient are the user's; backward follows this
     project's rule (overwrite bottom diffs, add to parameter diffs).
+
+    In a device run the user's code runs on the host through the base class's fallback (logged
+    once): the blobs' synced memory copies each bottom (forward) and top diff (backward) to the
+    host once when the code reads it, and each top and bottom diff it writes back once when a
+    device layer reads it. As in pycaffe, ``.data``/``.diff`` are writable, so a bottom the code
+    reads that way counts as changed on the host and is copied back once too.
     """
 
     params = ("python_param",)

@@ -1,5 +1,7 @@
 """Python layer: a user's class with pycaffe's interface, loaded only when allowed."""
 
+import contextlib
+import logging
 import sys
 import textwrap
 
@@ -8,8 +10,8 @@ import pytest
 
 from confnet.blob import Blob
 from confnet.errors import ConfnetError
-from confnet.layers import TEST, python_layer
-from tests.layers.harness import RNG, check_layer, make_layer
+from confnet.layers import TEST, base, python_layer
+from tests.layers.harness import DEVICES, RNG, check_layer, device_backend, make_layer, running_on
 
 # y = k * w[c] * x^2 for NCHW x, with k from param_str and a learnable w per channel.
 USER_LAYERS = '''
@@ -109,3 +111,46 @@ def test_missing_module_or_class(user_module):
         make_layer(python_text("no_such_mod", "X")).setup([Blob((1,))], [Blob()])
     with pytest.raises(ConfnetError, match="has no class 'Nope'"):
         make_layer(python_text(user_module, "Nope")).setup([Blob((1,))], [Blob()])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_runs_on_the_host_with_one_copy_each_way_logged_once(device, user_module, caplog,
+                                                                  monkeypatch):
+    """Between device layers the user's code runs on the host: per pass one device -> host copy
+    of what it reads (the bottom; the top's diff and its parameter's) and one host -> device copy
+    of what it writes (the top, the bottom's diff) when the device reads it; the same numbers as
+    on the host."""
+    backend = device_backend(device)
+    monkeypatch.setattr(base, "_host_fallbacks", set())
+    caplog.set_level(logging.WARNING, logger="confnet")
+    x, dy = RNG.normal(size=(2, 3, 4, 5)), RNG.normal(size=(2, 3, 4, 5))
+    runs = []
+    for side in (None, device):
+        layer = make_layer(python_text(user_module, "ScaledSquare", "1.5"), dtype=np.float32)
+        with running_on(side) if side is not None else contextlib.nullcontext():
+            bottom, top = [Blob(x.shape)], [Blob()]
+            bottom[0].set_data(x)
+            layer.setup(bottom, top)
+            for _ in range(2):
+                layer.blobs[0].zero_diff()
+                bottom[0].set_data(x)   # on the device: the device is newer
+                backend.copies.reset()
+                layer.reshape(bottom, top)
+                layer.forward(bottom, top)
+                if side is not None:
+                    assert (backend.copies.dtoh, backend.copies.htod) == (1, 0)
+                    top[0].gpu_data   # the next device layer reads the top: one copy over
+                    assert backend.copies.htod == 1
+                top[0].set_diff(dy)
+                backend.copies.reset()
+                layer.backward(top, [True], bottom)
+                if side is not None:   # the top's diff and the parameter's (zeroed on the device)
+                    assert (backend.copies.dtoh, backend.copies.htod) == (2, 0)
+                    bottom[0].gpu_diff
+                    assert backend.copies.htod == 1
+            runs.append([top[0].cpu_data.copy(), bottom[0].cpu_diff.copy(),
+                         layer.blobs[0].cpu_diff.copy()])
+    for want, got in zip(*runs):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    warnings = [r for r in caplog.records if "Python" in r.getMessage()]
+    assert len(warnings) == 1 and "runs on the host" in warnings[0].getMessage()
