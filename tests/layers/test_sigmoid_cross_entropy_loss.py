@@ -1,7 +1,17 @@
 import numpy as np
 import pytest
 
-from tests.layers.harness import DEVICES, RNG, check_layer, check_layer_gpu, make_layer
+from confnet.blob import Blob
+from tests.layers.harness import (
+    DEVICES,
+    RNG,
+    check_layer,
+    check_layer_gpu,
+    device_backend,
+    make_blobs,
+    make_layer,
+    running_on,
+)
 
 
 def expected_loss(x, t, normalizer, ignore=None):
@@ -89,3 +99,20 @@ def test_gpu(device, shape, settings):
         t[...] = 7.0
     check_layer_gpu(f'type: "SigmoidCrossEntropyLoss" {settings}', [x, t], device=device,
                     no_grad=(1,))
+
+
+def test_gpu_loss_is_bit_reproducible_across_thread_orders():
+    """loss_reduce (every loss's sum, cuda/loss.cu) adds in an order fixed by the thread indices,
+    never by timing: the emulator's three thread orders give the same bits."""
+    device_backend("emu")
+    x, t = 3 * RNG.normal(size=(7, 131)), targets((7, 131), ignore=-1)
+    text = 'type: "SigmoidCrossEntropyLoss" loss_param { ignore_label: -1 normalization: VALID }'
+    losses = set()
+    for order in ("forward", "reverse", "random"):
+        layer = make_layer(text, dtype=np.float32)
+        with running_on("emu", order):
+            bottom, top = make_blobs([x, t], np.float32), [Blob()]
+            layer.setup(bottom, top)
+            layer.forward(bottom, top)
+            losses.add(top[0].cpu_data.tobytes())
+    assert len(losses) == 1
