@@ -60,6 +60,7 @@ class Layer:
     default_loss_weight = 0.0  # loss weight of top[0] when the prototxt gives none
     has_gpu = False           # whether forward_gpu/backward_gpu exist
     kernels = None            # the family's kernel file in cuda/ ("neuron.cu")
+    host_only = False         # runs on the host by design, also in a device run (files, Python)
 
     def __init__(self, param, phase=TRAIN, dtype=np.float32):
         self.param = param
@@ -113,8 +114,12 @@ class Layer:
             return False
         if not self.has_gpu and self.type_name not in _host_fallbacks:
             _host_fallbacks.add(self.type_name)
-            log.warning("%s layers have no device kernels yet: '%s' runs on the host, with a "
-                        "copy each way", self.type_name, self.name)
+            if self.host_only:
+                log.info("%s layer '%s' runs on the host by design, reading its bottoms from the "
+                         "device (and writing its tops back)", self.type_name, self.name)
+            else:
+                log.warning("%s layers have no device kernels yet: '%s' runs on the host, with "
+                            "a copy each way", self.type_name, self.name)
         return self.has_gpu
 
     def forward_cpu(self, bottom, top):

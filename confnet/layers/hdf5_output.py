@@ -21,6 +21,7 @@ class HDF5Output(Layer):
     """
 
     params = ("hdf5_output_param",)
+    host_only = True   # file output / user code: the host by design
     num_bottom = 2
     num_top = 0
 

@@ -61,6 +61,7 @@ class Python(Layer):
     """
 
     params = ("python_param",)
+    host_only = True   # file output / user code: the host by design
 
     def layer_setup(self, bottom, top):
         p = self.param.python_param
