@@ -8,6 +8,9 @@ Two shapes of launch cover confnet's kernels:
   leaves room for 8 resident blocks per SM on every architecture since sm_80. The grid is capped
   at 4096 blocks (about 30 blocks per SM on an H200's 132 SMs): enough to hide latency, and the
   grid-stride loop covers the rest, so huge blobs never exceed the grid limit.
+- ``launch_rows(kernel, rows, *args)``: one block of 256 threads per row (a channel, a sample)
+  for kernels that reduce along a row with a block reduction, written as block-stride loops over
+  ``rows`` (``for (int r = blockIdx.x; r < rows; r += gridDim.x)``); at most 4096 blocks.
 - ``launch(kernel, grid, block, *args, shared=0)``: explicit geometry for kernels that tile
   (GEMM, reductions), where the layer's launcher computes grid and block from the tile sizes the
   kernel's comments state.
@@ -37,6 +40,13 @@ def launch_1d(cu_file, name, n, *args):
     if n <= 0:
         return
     launch(cu_file, name, blocks_for(n), THREADS_1D, np.int32(n), *args)
+
+
+def launch_rows(cu_file, name, rows, *args):
+    """``name(*args)`` with one block of THREADS_1D threads per row (see the module docstring)."""
+    if rows <= 0:
+        return
+    launch(cu_file, name, blocks_for(rows, 1), THREADS_1D, *args)
 
 
 def _dim3(d):

@@ -140,6 +140,11 @@ class Layer:
         from ..gpu.launch import launch_1d
         launch_1d(self.kernels, name, n, *args)
 
+    def launch_rows(self, name, rows, *args):
+        """Kernel ``name(*args)`` of this layer's family file, one block per row of ``rows``."""
+        from ..gpu.launch import launch_rows
+        launch_rows(self.kernels, name, rows, *args)
+
     def launch(self, name, grid, block, *args, shared=0):
         """Kernel ``name(*args)`` of this layer's family file with explicit geometry."""
         from ..gpu.launch import launch

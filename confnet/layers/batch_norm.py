@@ -2,7 +2,6 @@
 
 import numpy as np
 
-from ..gpu.launch import THREADS_1D, blocks_for
 from .base import TEST
 from .neuron import Neuron
 from .registry import register_layer
@@ -124,8 +123,8 @@ class BatchNorm(Neuron):
     # -- device ----------------------------------------------------------------------------------
     def _launch(self, name, *args):
         """``name`` with one block per channel over the (N, C, spatial) view."""
-        self.launch(name, blocks_for(self.channels, 1), THREADS_1D,
-                    *(np.int32(d) for d in self.dims), *args)
+        self.launch_rows(name, self.channels,
+                         *(np.int32(d) for d in self.dims), *args)
 
     def forward_gpu(self, bottom, top):
         m = self.dims[0] * self.dims[2]

@@ -2,7 +2,6 @@
 
 import numpy as np
 
-from ..gpu.launch import THREADS_1D, blocks_for
 from .base import Layer
 from .registry import register_layer
 
@@ -64,6 +63,6 @@ class BatchReindex(Layer):
             self.fail("cannot back-propagate to the indices (bottom[1])")
         if propagate_down[0]:
             x, idx = bottom
-            self.launch("batch_reindex_backward", blocks_for(x.shape[0], 1), THREADS_1D,
-                        np.int32(x.shape[0]), np.int32(x.count_range(1)), np.int32(idx.count),
-                        idx.gpu_data, top[0].gpu_diff, x.mutable_gpu_diff)
+            self.launch_rows("batch_reindex_backward", x.shape[0],
+                             np.int32(x.shape[0]), np.int32(x.count_range(1)), np.int32(idx.count),
+                             idx.gpu_data, top[0].gpu_diff, x.mutable_gpu_diff)

@@ -3,7 +3,6 @@
 import numpy as np
 
 from ..gpu import blas
-from ..gpu.launch import THREADS_1D, blocks_for
 from .base import Layer
 from .registry import register_layer
 
@@ -82,8 +81,8 @@ class Embed(Layer):
         if propagate_down[0]:
             self.fail("cannot back-propagate to the indices (bottom[0])")
         dy, positions = top[0].gpu_diff, bottom[0].count
-        self.launch("embed_backward", blocks_for(self.input_dim, 1), THREADS_1D,
-                    np.int32(self.input_dim), np.int32(self.num_output), np.int32(positions),
-                    bottom[0].gpu_data, dy, self.blobs[0].mutable_gpu_diff)
+        self.launch_rows("embed_backward", self.input_dim,
+                         np.int32(self.input_dim), np.int32(self.num_output), np.int32(positions),
+                         bottom[0].gpu_data, dy, self.blobs[0].mutable_gpu_diff)
         if self.bias_term:
             blas.bias_backward(positions, self.num_output, 1, dy, self.blobs[1].mutable_gpu_diff)

@@ -2,7 +2,6 @@
 
 import numpy as np
 
-from ..gpu.launch import THREADS_1D, blocks_for
 from .neuron import Neuron
 from .registry import register_layer
 
@@ -69,9 +68,9 @@ class MVN(Neuron):
 
     def _launch(self, name, *args):
         """``name`` with one block per group."""
-        self.launch(name, blocks_for(self.groups[0], 1), THREADS_1D,
-                    *(np.int32(d) for d in self.groups), *args, np.float32(self.eps),
-                    np.int32(self.normalize_variance))
+        self.launch_rows(name, self.groups[0],
+                         *(np.int32(d) for d in self.groups), *args, np.float32(self.eps),
+                         np.int32(self.normalize_variance))
 
     def forward_gpu(self, bottom, top):
         self._launch("mvn_forward", bottom[0].gpu_data, top[0].mutable_gpu_data,

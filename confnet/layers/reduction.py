@@ -2,7 +2,6 @@
 
 import numpy as np
 
-from ..gpu.launch import THREADS_1D, blocks_for
 from ..proto import confnet_pb2 as pb
 from .base import Layer
 from .registry import register_layer
@@ -67,9 +66,9 @@ class Reduction(Layer):
 
     def forward_gpu(self, bottom, top):
         rows, dim = self.dims
-        self.launch("reduction_forward", blocks_for(rows, 1), THREADS_1D, np.int32(rows),
-                    np.int32(dim), bottom[0].gpu_data, top[0].mutable_gpu_data,
-                    np.int32(_KERNEL_OP[self.op]), np.float32(self.coeff))
+        self.launch_rows("reduction_forward", rows, np.int32(rows),
+                         np.int32(dim), bottom[0].gpu_data, top[0].mutable_gpu_data,
+                         np.int32(_KERNEL_OP[self.op]), np.float32(self.coeff))
 
     def backward_gpu(self, top, propagate_down, bottom):
         if propagate_down[0]:

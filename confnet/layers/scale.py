@@ -3,7 +3,6 @@
 import numpy as np
 
 from ..gpu import blas
-from ..gpu.launch import THREADS_1D, blocks_for
 from ..proto import confnet_pb2 as pb
 from .base import Layer
 from .bias import broadcast_dims, learned_shape
@@ -99,9 +98,9 @@ class Scale(Layer):
             blas.bias_backward(outer, dim, inner, dy, self.blobs[-1].mutable_gpu_diff)
         if len(bottom) == 1 or propagate_down[1]:
             x = self.kept_blob if self.in_place else bottom[0]
-            self.launch("scale_backward_scale", blocks_for(dim, 1), THREADS_1D, np.int32(outer),
-                        np.int32(dim), np.int32(inner), dy, x.gpu_data, s.mutable_gpu_diff,
-                        np.int32(len(bottom) == 1))
+            self.launch_rows("scale_backward_scale", dim, np.int32(outer),
+                             np.int32(dim), np.int32(inner), dy, x.gpu_data, s.mutable_gpu_diff,
+                             np.int32(len(bottom) == 1))
         if propagate_down[0]:
             self.launch_1d("scale_backward", bottom[0].count, dy, s.gpu_data,
                            bottom[0].mutable_gpu_diff, np.int32(dim), np.int32(inner))

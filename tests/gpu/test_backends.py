@@ -42,6 +42,7 @@ def emu():
 @needs_cxx
 def test_blob_copies_only_when_the_other_side_is_newer(emu):
     copies = emu.copies
+    copies.reset()
     blob = Blob((3, 5))
     ptr = blob.gpu_data                       # never written: a memset, no copy
     assert (copies.htod, copies.dtoh) == (0, 0)
