@@ -12,6 +12,7 @@ from confnet.layers import TRAIN
 from confnet.net import Net
 from confnet.proto import confnet_pb2 as pb
 from confnet.proto import io
+from tests.layers.harness import DEVICES, device_backend, running_on
 
 NET = """name: "timed"
 layer { name: "in" type: "Input" top: "data" top: "label"
@@ -99,23 +100,22 @@ layer { name: "a_convolution_whose_name_goes_on_and_on_and_on" type: "Convolutio
 """
 
 
-@pytest.fixture
-def emulator():
-    from tests.layers.harness import device_backend, running_on
-    device_backend("emu")
-    with running_on("emu") as backend:
+@pytest.fixture(params=DEVICES)
+def device(request):
+    device_backend(request.param)
+    with running_on(request.param) as backend:
         yield backend
 
 
-def test_device_timing_uses_events_and_the_allocator(emulator, monkeypatch):
+def test_device_timing_uses_events_and_the_allocator(device, monkeypatch):
     """On a device: every step is bracketed by two events and the host never synchronizes;
     the memory column is what the allocator gave each layer in the warm-up pass."""
     def no_sync():
         raise AssertionError("time_net synchronized the device inside a pass")
-    monkeypatch.setattr(emulator, "synchronize", no_sync)
+    monkeypatch.setattr(device, "synchronize", no_sync)
     marks = []
-    record = emulator.record_event
-    monkeypatch.setattr(emulator, "record_event", lambda: marks.append(1) or record())
+    record = device.record_event
+    monkeypatch.setattr(device, "record_event", lambda: marks.append(1) or record())
     net = build()
     result = timing.time_net(net, iterations=2)
     backward_layers = sum(net.layer_need_backward)
@@ -127,14 +127,13 @@ def test_device_timing_uses_events_and_the_allocator(emulator, monkeypatch):
     assert by_name["conv"].memory >= 2 * (8 * 4 * 4 * 4 + 4 * 3 * 3 * 3 + 4) * 4
     assert by_name["relu"].memory == 0             # in place: conv's blob
     assert by_name["in"].memory >= 256 * 2         # its two tops, filled in the warm-up
-    pool = emulator.pool
+    pool = device.pool
     assert result.device_memory == {"in_use": pool.in_use, "peak": pool.peak, "held": pool.held}
     assert sum(t.memory for t in result.layers) <= pool.in_use <= pool.peak
     assert "device memory (allocator)" in timing.table(result)[-1]
 
 
 def test_time_command_on_the_emulator(tmp_path):
-    from tests.layers.harness import device_backend
     device_backend("emu")
     model = tmp_path / "net.prototxt"
     model.write_text(NET)
