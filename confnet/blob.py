@@ -43,14 +43,13 @@ class SyncedArray:
     "uninitialized": the device side then starts with a memset instead of a copy of zeros.
     """
 
-    __slots__ = ("host", "dtype", "capacity", "_ptr", "_backend", "head")
+    __slots__ = ("_backend", "_ptr", "capacity", "dtype", "head", "host")
 
     def __init__(self, capacity, dtype):
+        self._ptr = self._backend = None   # first: __del__ runs even if the next line fails
         self.dtype = np.dtype(dtype)
         self.capacity = int(capacity)
         self.host = np.zeros(self.capacity, self.dtype)
-        self._ptr = None
-        self._backend = None
         self.head = _UNINIT
 
     # -- host side -------------------------------------------------------------------------------
