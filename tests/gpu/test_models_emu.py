@@ -47,12 +47,17 @@ DATA_TOL = 1e-3
 # Parameter gradients of the small nets: |emu - cpu| <= GRADIENT_TOL * max |cpu| (measured: at
 # most 2e-5, the siamese net).
 GRADIENT_TOL = 1e-4
-# The ImageNet nets: ||emu - cpu|| <= GRADIENT_NORM * ||cpu|| over all their gradients. A max
-# pooling window whose two largest inputs are equal up to float32 rounding may pick another
-# winner on the device (CaffeNet's conv5, bias 1 and weights of std 0.01, has many: its outputs
-# cluster near 0.44), which moves that window's gradient to a neighbour and changes every
-# gradient below it by about 1% (measured on CaffeNet's conv1 weights).
-GRADIENT_NORM = 2e-2
+# The ImageNet nets: ||emu - cpu|| <= GRADIENT_NORM * ||cpu|| over all their gradients. Their
+# forward blobs agree within DATA_TOL, but a decision on a value that is equal to another, or
+# to 0, up to float32 rounding may go the other way on the device, and each such decision moves
+# a gradient entry: a max pooling window whose two largest inputs nearly tie (CaffeNet's conv5,
+# bias 1 and weights of std 0.01, has many: its outputs cluster near 0.44) routes its gradient
+# to a neighbour, and a ReLU after a batch-1 BatchNorm (ResNet-50: BatchNorm over 7x7 maps,
+# forward error ~1e-4 of the largest value) may see the other sign. Measured: CaffeNet 1e-2
+# (conv1 weights), ResNet-50 3.1e-2 in norm, where pool5's gradient still agrees within 1e-6
+# and the difference starts at the ReLU below it. A wrong kernel gives errors of order 1; the
+# layer tests (tests/layers, check_layer_gpu) are the precise check of each kernel.
+GRADIENT_NORM = 5e-2
 
 
 def slow_if_big(models):
