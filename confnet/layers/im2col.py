@@ -25,6 +25,13 @@ padded (C, *padded, N) array. With the batch innermost, every add runs over rows
 out_last * N contiguous values (stride 1) instead of rows of out_last values, which is what
 makes it several times faster than col2im for small images (LeNet's conv2 has rows of 8).
 
+im2col_batch_last reads the columns in that layout too: x is first copied into a padded
+batch-last array (C, *padded, N), after which every kernel offset's cells for one channel and
+output row are one contiguous run of out_last * N values (at stride 1), so the copy runs at
+memory speed; the batch-first im2col copies rows of out_last values. to_batch_last and
+from_batch_last move an (N, C, ...) array to and from that layout one channel at a time (each
+channel's block stays in the cache while it is transposed).
+
 Scratch keeps the buffers of these functions between calls, so that a training iteration
 allocates (and page-faults in) no large array.
 """
@@ -153,3 +160,57 @@ def col2im_batch_last(col, acc, stride, dilation):
                       for k, s, d, o in zip(offset, stride, dilation, out))
         acc[(slice(None),) + cells] += col[(slice(None),) + offset]
     return acc
+
+
+def to_batch_last(x, out):
+    """x (N, C, *rest) -> ``out`` (C, *rest, N) (any writable view of that shape)."""
+    order = (*range(1, x.ndim - 1), 0)
+    for c in range(x.shape[1]):
+        np.copyto(out[c], x[:, c].transpose(order))
+    return out
+
+
+def from_batch_last(x, out):
+    """x (C, *rest, N) -> ``out`` (N, C, *rest) (any writable view of that shape)."""
+    order = (x.ndim - 2, *range(x.ndim - 2))
+    for c in range(x.shape[0]):
+        np.copyto(out[:, c], x[c].transpose(order))
+    return out
+
+
+def im2col_batch_last(x, kernel, pad, stride, dilation, out, scratch):
+    """x (N, C, *spatial) -> ``out`` (C, *kernel, *out_spatial, N), contiguous:
+    out[c, k, o, b] = xpad[b, c, o s + k d]. ``scratch`` (a Scratch) holds the padded
+    batch-last copy of x."""
+    padded, inside = padded_batch_last(x.shape[1:2] + x.shape[2:] + x.shape[:1], pad, x.dtype,
+                                       scratch)
+    to_batch_last(x, inside)
+    return windows_batch_last(padded, kernel, stride, dilation, out)
+
+
+def padded_batch_last(shape, pad, dtype, scratch):
+    """A scratch array (C, *padded, N) for a batch-last ``shape`` (C, *spatial, N) padded by
+    ``pad`` cells on both sides of every spatial axis, its padding zeroed; and the view of its
+    inside, for the caller to fill."""
+    padded = scratch.get("im2col_batch_last", shape[:1] + tuple(
+        size + 2 * p for size, p in zip(shape[1:-1], pad)) + shape[-1:], dtype)
+    inside = (slice(None),) + interior(shape[1:-1], pad)
+    for axis, cells in enumerate(inside[1:], 1):   # zero only the bands around the inside
+        lead = (slice(None),) * axis
+        padded[lead + (slice(0, cells.start),)] = 0
+        padded[lead + (slice(cells.stop, None),)] = 0
+    return padded, padded[inside]
+
+
+def windows_batch_last(padded, kernel, stride, dilation, out):
+    """The columns of a padded batch-last array (C, *padded, N) copied into ``out``
+    (C, *kernel, *out_spatial, N): out[c, k, o, b] = padded[c, o s + k d, b]."""
+    n = len(kernel)
+    axis_strides = padded.strides[1:1 + n]
+    windows = as_strided(
+        padded, shape=out.shape,
+        strides=(padded.strides[:1] + tuple(st * d for st, d in zip(axis_strides, dilation))
+                 + tuple(st * s for st, s in zip(axis_strides, stride)) + padded.strides[-1:]),
+        writeable=False)
+    np.copyto(out, windows)
+    return out
