@@ -12,6 +12,10 @@ starts and uses the cores that were idle then (at least one, at most the cores t
 run on): every core on a quiet machine, fewer on a busy one. Where /proc/stat does not exist
 it uses every core.
 
+confnet's own host loops (im2col's and the layout copies of Convolution) split their largest
+copies over the same number of threads; numpy releases the GIL while it copies, so they run in
+parallel.
+
 The BLAS pool is set with threadpoolctl (the ``threads`` extra: ``pip install
 confnet[threads]``); without it the pool keeps the size the BLAS library chose, and an explicit
 ``--threads`` is an error. confnet's own workers (convert-data's decoding processes) default to
@@ -19,17 +23,23 @@ the same count. A data layer's prefetch thread is one thread that waits on its q
 the time, so it is not counted.
 """
 
+import itertools
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from .errors import ConfnetError
 
 ENV = "CONFNET_THREADS"
 
+# Host copies smaller than this many bytes run in the calling thread: handing work to another
+# thread costs tens of microseconds.
+_MIN_SPLIT_BYTES = 1 << 20
+
 log = logging.getLogger("confnet")
 
-_state = {"requested": None, "count": None, "limiter": None}
+_state = {"requested": None, "count": None, "limiter": None, "pool": None}
 
 
 def usable_cores():
@@ -128,3 +138,28 @@ def configure(threads=None):
 def count():
     """The thread count (``configure`` runs first if it has not yet)."""
     return configure()
+
+
+def workers():
+    """How many threads confnet's host loops split their work over: the count ``configure``
+    set, or 1 when it has not run (a program that only imports confnet keeps one thread)."""
+    return _state["count"] or 1
+
+
+def split(n, fn, nbytes):
+    """Call ``fn(start, stop)`` over contiguous parts of range(n), one per worker, in
+    parallel, and wait for all of them; ``nbytes`` (the bytes the work touches) below
+    _MIN_SPLIT_BYTES or one worker: a single call here. ``fn`` must be thread-safe on
+    disjoint parts (numpy copies and adds into disjoint slices are)."""
+    parts = min(workers(), n)
+    if parts <= 1 or nbytes < _MIN_SPLIT_BYTES:
+        fn(0, n)
+        return
+    pool = _state["pool"]
+    if pool is None or pool._max_workers < parts - 1:
+        pool = _state["pool"] = ThreadPoolExecutor(parts - 1, thread_name_prefix="confnet")
+    bounds = [n * i // parts for i in range(parts + 1)]
+    futures = [pool.submit(fn, a, b) for a, b in itertools.pairwise(bounds[1:])]
+    fn(bounds[0], bounds[1])
+    for future in futures:
+        future.result()

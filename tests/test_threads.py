@@ -84,3 +84,23 @@ def test_cli_bad_value_is_one_line():
     assert result.exit_code == 1
     assert result.output.strip() == ("confnet: error: --threads: 'none' is not a thread count; "
                                      "give a whole number (1, 2, ...) or 'auto' (0)")
+
+
+def test_split_runs_each_part_once_in_parallel(monkeypatch):
+    monkeypatch.setitem(threads._state, "count", 3)
+    seen = []
+    threads.split(10, lambda a, b: seen.append((a, b)), threads._MIN_SPLIT_BYTES)
+    assert sorted(seen) == [(0, 3), (3, 6), (6, 10)]
+    seen.clear()
+    threads.split(10, lambda a, b: seen.append((a, b)), threads._MIN_SPLIT_BYTES - 1)
+    assert seen == [(0, 10)]   # small: in the calling thread
+
+
+def test_split_raises_a_worker_error(monkeypatch):
+    monkeypatch.setitem(threads._state, "count", 2)
+
+    def fail_late(a, b):
+        if a:
+            raise ValueError("part")
+    with pytest.raises(ValueError, match="part"):
+        threads.split(4, fail_late, threads._MIN_SPLIT_BYTES)

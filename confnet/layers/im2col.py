@@ -41,6 +41,8 @@ import math
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..threads import split
+
 
 class Scratch:
     """Named arrays reused between calls: ``get`` returns a view of the memory kept under that
@@ -117,8 +119,13 @@ def im2col(x, kernel, pad, stride, dilation, out=None, scratch=None):
         writeable=False)
     order = (1, *range(2, 2 + n), 0, *range(2 + n, 2 + 2 * n))
     col = np.empty([windows.shape[a] for a in order], x.dtype) if out is None else out
-    np.copyto(col, windows.transpose(order))
+    copy_split(col, windows.transpose(order))
     return col
+
+
+def copy_split(out, values):
+    """np.copyto(out, values), split over confnet's worker threads along axis 0."""
+    split(len(out), lambda a, b: np.copyto(out[a:b], values[a:b]), out.nbytes)
 
 
 def accumulate_windows(part, out, kernel, pad, stride, dilation, pad_after=None):
@@ -154,27 +161,36 @@ def col2im_batch_last(col, acc, stride, dilation):
     col[c, k, o, b] = xpad[b, c, o s + k d] from xpad laid out batch-last)."""
     n = (col.ndim - 2) // 2
     kernel, out = col.shape[1:1 + n], col.shape[1 + n:1 + 2 * n]
-    acc.fill(0)
-    for offset in np.ndindex(*kernel):
-        cells = tuple(slice(k * d, k * d + s * (o - 1) + 1, s)
-                      for k, s, d, o in zip(offset, stride, dilation, out))
-        acc[(slice(None),) + cells] += col[(slice(None),) + offset]
+
+    def channels(a, b):   # each worker sums its own channels
+        acc[a:b].fill(0)
+        for offset in np.ndindex(*kernel):
+            cells = tuple(slice(k * d, k * d + s * (o - 1) + 1, s)
+                          for k, s, d, o in zip(offset, stride, dilation, out))
+            acc[(slice(a, b),) + cells] += col[(slice(a, b),) + offset]
+    split(len(acc), channels, col.nbytes)
     return acc
 
 
 def to_batch_last(x, out):
     """x (N, C, *rest) -> ``out`` (C, *rest, N) (any writable view of that shape)."""
     order = (*range(1, x.ndim - 1), 0)
-    for c in range(x.shape[1]):
-        np.copyto(out[c], x[:, c].transpose(order))
+
+    def channels(a, b):
+        for c in range(a, b):
+            np.copyto(out[c], x[:, c].transpose(order))
+    split(x.shape[1], channels, x.nbytes)
     return out
 
 
 def from_batch_last(x, out):
     """x (C, *rest, N) -> ``out`` (N, C, *rest) (any writable view of that shape)."""
     order = (x.ndim - 2, *range(x.ndim - 2))
-    for c in range(x.shape[0]):
-        np.copyto(out[:, c], x[c].transpose(order))
+
+    def channels(a, b):
+        for c in range(a, b):
+            np.copyto(out[:, c], x[c].transpose(order))
+    split(x.shape[0], channels, x.nbytes)
     return out
 
 
@@ -212,5 +228,5 @@ def windows_batch_last(padded, kernel, stride, dilation, out):
         strides=(padded.strides[:1] + tuple(st * d for st, d in zip(axis_strides, dilation))
                  + tuple(st * s for st, s in zip(axis_strides, stride)) + padded.strides[-1:]),
         writeable=False)
-    np.copyto(out, windows)
+    copy_split(out, windows)
     return out

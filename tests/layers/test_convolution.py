@@ -3,6 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
+from confnet import threads
 from confnet.errors import ConfnetError
 from confnet.layers import convolution
 from tests.layers.harness import (
@@ -97,6 +98,19 @@ def test_stride_one_input_gradient(monkeypatch, shape, kernel, pad, max_position
         f"kernel_size: {kernel[0]}", " ".join(f"kernel_size: {k} pad: {p}"
                                                for k, p in zip(kernel, pad)))
     check_conv(x, w, b, text, pad, (1,) * len(kernel))
+
+
+@pytest.mark.parametrize("max_positions", [1, 10**9])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_host_copies_split_over_worker_threads(monkeypatch, max_positions, stride):
+    # Three workers, and every copy split however small: im2col, col2im and the layout copies
+    # each run as three parts in parallel, which must add up to the one-thread result.
+    monkeypatch.setitem(threads._state, "count", 3)
+    monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)
+    monkeypatch.setattr(convolution, "_BATCH_LAST_MAX_POSITIONS", max_positions)
+    x, w, b = RNG.normal(size=(3, 4, 7, 6)), RNG.normal(size=(4, 4, 3, 3)), RNG.normal(size=4)
+    check_conv(x, w, b, conv_text(num_output=4, kernel_size=3, pad=1, stride=stride), (1, 1),
+               (stride, stride))
 
 
 def test_several_bottoms_share_the_weights():
