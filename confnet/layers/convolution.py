@@ -19,11 +19,15 @@ from .im2col import (
 from .registry import register_layer
 
 # The host columns are batch-last (C K, P N) when an image has fewer output positions P than
-# this: im2col then copies long contiguous runs, and the transposes of y and dy to and from
-# (M, P, N) are cheap. On larger maps (LeNet's and CIFAR's conv1: few input channels, many
-# positions) those transposes cost more than the products, so the columns are batch-first
-# (C K, N P) and forward writes y (N, M, P) straight from one product per image.
+# this and the batch has at least _BATCH_LAST_MIN_IMAGES images: im2col then copies runs of
+# out_last * N contiguous values (at least 16 times the batch-first rows of out_last), and the
+# transposes of y and dy to and from (M, P, N) are cheap. On larger maps (LeNet's and CIFAR's
+# conv1: few input channels, many positions) those transposes cost more than the products, so
+# the columns are batch-first (C K, N P) and forward writes y (N, M, P) straight from one
+# product per image. (The two layouts sum dW's terms in another order: equal to float32
+# rounding.)
 _BATCH_LAST_MAX_POSITIONS = 512
+_BATCH_LAST_MIN_IMAGES = 16
 
 # Above this many bytes of im2col buffer, a batch is convolved a chunk of images at a time (and
 # the buffer is rebuilt in backward instead of kept from forward), so big nets fit in memory.
@@ -154,7 +158,8 @@ class Convolution(Layer):
         for blob in top:
             blob.reshape(shape[:1] + (self.num_output,) + self.out)
         self._cols = [None] * len(bottom)
-        self._batch_last = int(np.prod(self.out)) < _BATCH_LAST_MAX_POSITIONS
+        self._batch_last = (int(np.prod(self.out)) < _BATCH_LAST_MAX_POSITIONS
+                            and shape[0] >= _BATCH_LAST_MIN_IMAGES)
         self._device_cols = [False] * len(bottom)   # whether _col_blobs[i] holds forward's columns
 
     # -- compute ---------------------------------------------------------------------------------

@@ -43,6 +43,12 @@ def conv_text(**settings):
     return layer_text("Convolution", "convolution_param", **settings)
 
 
+def force_layout(monkeypatch, max_positions):
+    """Host columns batch-last on maps below ``max_positions`` outputs, whatever the batch."""
+    monkeypatch.setattr(convolution, "_BATCH_LAST_MAX_POSITIONS", max_positions)
+    monkeypatch.setattr(convolution, "_BATCH_LAST_MIN_IMAGES", 1)
+
+
 def check_conv(x, w, b, text, pad, stride, dilation=None, group=1):
     dilation = dilation or (1,) * (x.ndim - 2)
     params = [w] if b is None else [w, b]
@@ -91,7 +97,7 @@ def test_three_spatial_axes():
     ((2, 3, 5, 4), (1, 1), (1, 1))])
 @pytest.mark.parametrize("max_positions", [1, 10**9])
 def test_stride_one_input_gradient(monkeypatch, shape, kernel, pad, max_positions):
-    monkeypatch.setattr(convolution, "_BATCH_LAST_MAX_POSITIONS", max_positions)
+    force_layout(monkeypatch, max_positions)
     x, b = RNG.normal(size=shape), RNG.normal(size=2)
     w = RNG.normal(size=(2, shape[1]) + kernel)
     text = conv_text(num_output=2, kernel_size=kernel[0]).replace(
@@ -107,7 +113,7 @@ def test_host_copies_split_over_worker_threads(monkeypatch, max_positions, strid
     # each run as three parts in parallel, which must add up to the one-thread result.
     monkeypatch.setitem(threads._state, "count", 3)
     monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)
-    monkeypatch.setattr(convolution, "_BATCH_LAST_MAX_POSITIONS", max_positions)
+    force_layout(monkeypatch, max_positions)
     x, w, b = RNG.normal(size=(3, 4, 7, 6)), RNG.normal(size=(4, 4, 3, 3)), RNG.normal(size=4)
     check_conv(x, w, b, conv_text(num_output=4, kernel_size=3, pad=1, stride=stride), (1, 1),
                (stride, stride))
@@ -133,7 +139,7 @@ def test_fillers_and_param_shapes():
 
 @pytest.mark.parametrize("max_positions", [1, 10**9])
 def test_chunked_batch_equals_whole_batch(monkeypatch, max_positions):
-    monkeypatch.setattr(convolution, "_BATCH_LAST_MAX_POSITIONS", max_positions)
+    force_layout(monkeypatch, max_positions)
     x, w, b = RNG.normal(size=(5, 2, 6, 6)), RNG.normal(size=(3, 2, 3, 3)), RNG.normal(size=3)
     # A budget of one image's buffer: five chunks, im2col rebuilt in backward.
     monkeypatch.setattr(convolution, "_COL_BUDGET", 2 * 9 * 16 * 8)
@@ -145,9 +151,9 @@ def test_chunked_batch_equals_whole_batch(monkeypatch, max_positions):
 def test_batch_first_and_batch_last_columns_agree_with_reference(monkeypatch, images,
                                                                  max_positions):
     # Maps of fewer than _BATCH_LAST_MAX_POSITIONS outputs use batch-last columns on the
-    # host; force each layout on a small map.
+    # host (with enough images); force each layout on a small map.
     x, w, b = RNG.normal(size=(images, 2, 6, 5)), RNG.normal(size=(4, 1, 3, 2)), RNG.normal(size=4)
-    monkeypatch.setattr(convolution, "_BATCH_LAST_MAX_POSITIONS", max_positions)
+    force_layout(monkeypatch, max_positions)
     check_conv(x, w, b, conv_text(num_output=4, kernel_h=3, kernel_w=2, pad=1, group=2),
                (1, 1), (1, 1), group=2)
 
@@ -239,7 +245,7 @@ def test_columns_live_in_layer_owned_blobs():
     layer.setup(bottom, top)
     layer.forward(bottom, top)
     (col,) = layer._col_blobs
-    assert col.shape == (3, 3, 3, 4, 3, 2)   # (C, kh, kw, *out, N): batch-last on the host
+    assert col.shape == (3, 3, 3, 2, 4, 3)   # (C, kh, kw, N, *out)
     first = col.cpu_data.__array_interface__["data"][0]
     layer.forward(bottom, top)                # reused, not reallocated
     assert col.cpu_data.__array_interface__["data"][0] == first
