@@ -50,9 +50,10 @@ class Convolution(Layer):
 
     Computed as im2col then, per group, one matrix product over the whole batch:
     Y_g (M/G, P*N) = W_g (M/G, C/G*K) @ col_g (C/G*K, P*N), with K = prod(kernel) and
-    P = prod(out). On the host the columns are batch-last, ordered (o, n): im2col then copies
-    runs of out_last * N contiguous values, and Y goes back to (N, M, *out) one channel at a
-    time. Backward: dW_g += dY_g @ col_g^T, db += dY summed over n and o, and
+    P = prod(out). On the host, for small maps and batches of 16 images or more, the columns
+    are batch-last, ordered (o, n): im2col then copies runs of out_last * N contiguous values,
+    and Y goes back to (N, M, *out) one channel at a time; otherwise they are ordered (n, o),
+    one product per image. Backward: dW_g += dY_g @ col_g^T, db += dY summed over n and o, and
     dx = col2im(W_g^T @ dY_g), with dY_g ordered (o, n) too, so that col2im adds contiguous
     rows. Column and scratch buffers are kept between iterations, so a training step allocates
     no large array; the columns forward keeps for backward are layer-owned blobs, on the side
