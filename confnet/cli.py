@@ -17,6 +17,19 @@ log = logging.getLogger("confnet")
 
 
 _GLOBAL_FLAGS = ("--debug", "--quiet", "-q", "--allow-python-layers")
+_GLOBAL_VALUED = ("--threads",)
+
+
+def _move_valued(args):
+    """The group's options that take a value (``--threads N`` or ``--threads=N``), moved to the
+    front wherever they stand before a ``--``."""
+    moved, rest, i = [], [], 0
+    while i < len(args) and args[i] != "--":
+        name = args[i].split("=", 1)[0]
+        take = 0 if name not in _GLOBAL_VALUED else 1 if "=" in args[i] else 2
+        (moved if take else rest).extend(args[i:i + max(take, 1)])
+        i += max(take, 1)
+    return moved + rest + args[i:]
 
 
 class _Group(click.Group):
@@ -28,7 +41,7 @@ class _Group(click.Group):
         end = args.index("--") if "--" in args else len(args)
         moved = [a for a in args[:end] if a in _GLOBAL_FLAGS]
         rest = [a for a in args[:end] if a not in _GLOBAL_FLAGS] + args[end:]
-        return super().parse_args(ctx, moved + rest)
+        return super().parse_args(ctx, moved + _move_valued(rest))
 
     def invoke(self, ctx):
         try:
@@ -73,8 +86,10 @@ class _Group(click.Group):
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors.")
 @click.option("--allow-python-layers", is_flag=True, help="Let nets load the user code their "
               "Python layers name (off by default: a downloaded prototxt must not run code).")
+@click.option("--threads", metavar="N|auto", help="Threads for numpy's BLAS and confnet's workers "
+              "(default: $CONFNET_THREADS, else auto: the cores idle at start; see the README).")
 @click.version_option(package_name="confnet")
-def main(debug, quiet, allow_python_layers):
+def main(debug, quiet, allow_python_layers, threads):
     """Train Caffe-format networks: prototxt definitions, LMDB data, .caffemodel weights.
 
     \b
@@ -85,6 +100,8 @@ def main(debug, quiet, allow_python_layers):
     logsetup.setup(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
     from .layers.python_layer import allow_python_layers as allow
     allow(allow_python_layers)
+    from . import threads as thread_count
+    thread_count.request(threads)
 
 
 _GPU_HELP = ("Run on this GPU (an id, as in nvidia-smi) or on 'emu', the CUDA-on-CPU "
@@ -95,8 +112,9 @@ def _use_device(gpu_option, solver_param=None):
     """Select where the net runs: ``--gpu`` if given (an unusable GPU is an error), else a
     solver's ``solver_mode: GPU`` with its ``device_id`` (an unusable GPU is a warning and the
     CPU), else the CPU."""
-    from . import gpu
+    from . import gpu, threads
     from .proto import confnet_pb2 as pb
+    threads.configure()
     if gpu_option is not None:
         if gpu_option.strip().lower() == "all":
             raise ConfnetError("--gpu all: one process drives one GPU; to train on several, "
@@ -346,7 +364,7 @@ def test(model, weights, iterations, phase, gpu, level, stages):
 @click.option("--encode-type", default="", type=click.Choice(["", "png", "jpg"]),
               help="With --encoded: re-encode as png or jpg (default: keep each file's format).")
 @click.option("--check-size", is_flag=True, help="Fail unless all images have the same size.")
-@click.option("--workers", default=0, help="Decoding processes (0: one per core).")
+@click.option("--workers", default=0, help="Decoding processes (0: as many as --threads).")
 @click.option("--seed", default=0, show_default=True, help="Seed of --shuffle.")
 @click.option("--fail-on-bad", is_flag=True, help="Stop at the first unreadable image "
               "instead of reporting and skipping it.")
@@ -365,11 +383,12 @@ def convert_data(src, db, root, resize_height, resize_width, gray, shuffle, enco
     """
     from .data.convert import convert_imageset
     from .signals import terminate_interrupts
+    from .threads import count as thread_count
     with terminate_interrupts():
         result = convert_imageset(
             src, db, root=root, resize_height=resize_height, resize_width=resize_width,
             gray=gray, shuffle=shuffle, encoded=encoded, encode_type=encode_type,
-            check_size=check_size, workers=workers or None, seed=seed,
+            check_size=check_size, workers=workers or thread_count(), seed=seed,
             on_bad_image="fail" if fail_on_bad else "skip", progress=sys.stderr.isatty())
     click.echo(f"{db}: {result}")
 

@@ -2,6 +2,7 @@
 
     python tools/bench_cpu.py [--iters 40] [--warmup 5] [--block 5] [--pause 0.2]
                               [--nets lenet,cifar10_quick] [--threads N] [--clock wall|cpu]
+                              [--loaded]
 
 DESIGN section 9's CPU target: a training iteration within 1.5x of PyTorch's CPU build on the
 same machine. Both frameworks build the same net (float32, the same initial weights, the same
@@ -24,10 +25,19 @@ spread between the 25th and 75th percentiles. On a busy machine, compare the med
 several runs, or use ``--threads 1 --clock cpu``, which other programs disturb least. Before
 timing, the losses of the first step are compared, which checks that the nets are the same.
 Threads: PyTorch's intra-op threads and numpy's BLAS threads (read with threadpoolctl when it
-is installed); ``--threads N`` sets both.
+is installed); ``--threads N`` sets both. Without it PyTorch keeps its default (one thread per
+core) and confnet takes its own default, ``confnet --threads auto`` (confnet/threads.py: the
+cores idle when it starts), chosen again at the start of each measurement.
+
+``--loaded`` measures each net twice: on the machine as it is, then while a second process keeps
+one core busy (a plain loop, started before and stopped after the loaded measurement, and
+bounded to --busy-seconds in any case). The table then shows, per framework, both medians and
+the slowdown loaded / quiet: how gracefully each one shares the machine.
 """
 
 import argparse
+import contextlib
+import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -36,6 +46,7 @@ import numpy as np
 from google.protobuf import text_format
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from confnet import threads as confnet_threads
 from confnet.proto import confnet_pb2 as pb
 from confnet.solver import get_solver
 
@@ -200,16 +211,16 @@ def run(name, spec, torch, args, clock):
 
 
 def thread_settings(torch, threads):
+    """Set the thread counts (``threads``: both; 0: PyTorch's default and confnet's auto
+    choice, made now) and describe them."""
     try:
         import threadpoolctl
     except ImportError:
         threadpoolctl = None
-    limiter = None
-    if threads:
-        if torch is not None:
-            torch.set_num_threads(threads)
-        if threadpoolctl is not None:
-            limiter = threadpoolctl.threadpool_limits(threads, user_api="blas")
+    if threads and torch is not None:
+        torch.set_num_threads(threads)
+    if threadpoolctl is not None:
+        confnet_threads.configure(threads)
     parts = []
     if torch is not None:
         parts.append(f"torch {torch.__version__}: {torch.get_num_threads()} threads")
@@ -220,7 +231,29 @@ def thread_settings(torch, threads):
                 f"{info['num_threads']} threads".replace("  ", " ")
                 for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
         parts.append("numpy BLAS: " + (", ".join(blas) or "none found"))
-    return limiter, "; ".join(parts)
+    return "; ".join(parts)
+
+
+def _busy(stop, seconds):
+    end = time.monotonic() + seconds
+    while not stop.is_set() and time.monotonic() < end:
+        sum(range(10000))
+
+
+@contextlib.contextmanager
+def one_core_busy(seconds):
+    """A second process keeps one core busy inside the block (and for ``seconds`` at most)."""
+    stop = multiprocessing.Event()
+    process = multiprocessing.Process(target=_busy, args=(stop, seconds), daemon=True)
+    process.start()
+    time.sleep(0.5)   # let the scheduler see it before threads are chosen and timed
+    try:
+        yield
+    finally:
+        stop.set()
+        process.join(5)
+        if process.is_alive():
+            process.terminate()
 
 
 def cell(q):
@@ -238,10 +271,15 @@ def main():
     parser.add_argument("--nets", default=",".join(NETS),
                         help=f"comma-separated, from: {', '.join(NETS)}")
     parser.add_argument("--threads", type=int, default=0,
-                        help="set PyTorch's and numpy BLAS's thread counts (default: as found)")
+                        help="set PyTorch's and numpy BLAS's thread counts (default: PyTorch's "
+                             "own, confnet's auto)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall: elapsed time; cpu: CPU time of the process (all its "
                              "threads), less sensitive to other programs on a busy machine")
+    parser.add_argument("--loaded", action="store_true",
+                        help="also measure while a second process keeps one core busy")
+    parser.add_argument("--busy-seconds", type=float, default=600,
+                        help="the busy process stops after this long in any case")
     args = parser.parse_args()
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     try:
@@ -251,21 +289,38 @@ def main():
         print("PyTorch is not installed, so there is nothing to compare with: timing confnet "
               "alone. For the ratio, install PyTorch's CPU build (pip install torch; it is not "
               "a confnet dependency).", file=sys.stderr)
-    _limiter, threads = thread_settings(torch, args.threads)
-    print(f"threads: {threads}")
-    print(f"{args.iters} timed iterations each after {args.warmup} warm-up, in alternating "
-          f"blocks of {args.block}; {args.clock} ms/iter as median [25th-75th percentile]")
-    print(f"{'net':14} {'confnet ms/iter':>22} {'PyTorch ms/iter':>22} {'ratio':>6}")
-    for name in args.nets.split(","):
+    names = args.nets.split(",")
+    for name in names:
         if name not in NETS:
             parser.error(f"unknown net '{name}'; choose from {', '.join(NETS)}")
-        results = run(name, NETS[name], torch, args, clock)
-        ours = results[0]
-        if len(results) > 1:
-            print(f"{name:14} {cell(ours):>22} {cell(results[1]):>22} "
-                  f"{ours[1] / results[1][1]:6.2f}")
-        else:
-            print(f"{name:14} {cell(ours):>22} {'n/a':>22} {'n/a':>6}")
+    print(f"threads: {thread_settings(torch, args.threads)}")
+    print(f"{args.iters} timed iterations each after {args.warmup} warm-up, in alternating "
+          f"blocks of {args.block}; {args.clock} ms/iter as median [25th-75th percentile]")
+    quiet = {name: run(name, NETS[name], torch, args, clock) for name in names}
+    print(f"{'net':14} {'confnet ms/iter':>22} {'PyTorch ms/iter':>22} {'ratio':>6}")
+    for name in names:
+        print_row(name, quiet[name])
+    if not args.loaded:
+        return
+    with one_core_busy(args.busy_seconds):
+        print(f"loaded (one core busy), threads: {thread_settings(torch, args.threads)}")
+        loaded = {name: run(name, NETS[name], torch, args, clock) for name in names}
+    print(f"{'net':14} {'confnet quiet':>13} {'loaded':>8} {'slowdown':>8}   "
+          f"{'PyTorch quiet':>13} {'loaded':>8} {'slowdown':>8}")
+    for name in names:
+        cells = []
+        for q, lo in zip(quiet[name], loaded[name]):
+            cells.append(f"{q[1]:13.2f} {lo[1]:8.2f} {lo[1] / q[1]:8.2f}")
+        print(f"{name:14} " + "   ".join(cells))
+
+
+def print_row(name, results):
+    ours = results[0]
+    if len(results) > 1:
+        print(f"{name:14} {cell(ours):>22} {cell(results[1]):>22} "
+              f"{ours[1] / results[1][1]:6.2f}")
+    else:
+        print(f"{name:14} {cell(ours):>22} {'n/a':>22} {'n/a':>6}")
 
 
 if __name__ == "__main__":

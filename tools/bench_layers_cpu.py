@@ -1,11 +1,21 @@
-"""Time forward and backward of LeNet's heavy layers on the CPU (float32), one row per layer.
+"""Time forward and backward of the heavy layers of LeNet or CIFAR-10-quick on the CPU (float32),
+one row per layer, beside the floor: the arithmetic and the bytes each layer cannot avoid.
 
-    python tools/bench_layers_cpu.py [--batch 64] [--repeat 50]
+    python tools/bench_layers_cpu.py [--net lenet|cifar10_quick] [--batch B] [--repeat 50]
+                                     [--clock wall|cpu] [--threads N] [--only LAYER]
 
-Shapes are those of models/lenet (batch 64 by default): conv1 1->20 5x5 on 28x28, pool1 2x2/2,
-conv2 20->50 5x5 on 12x12, pool2 2x2/2, ip1 800->500, ip2 500->10. conv1 does not back-propagate
-to its input (the data), as in a LeNet training step. Threads: whatever numpy's BLAS uses (set
-OPENBLAS_NUM_THREADS / OMP_NUM_THREADS to pin it). Times are medians.
+LeNet (models/lenet, batch 64): conv1 1->20 5x5 on 28x28, pool1 MAX 2x2/2, conv2 20->50 5x5 on
+12x12, pool2 MAX 2x2/2, ip1 800->500, ip2 500->10. CIFAR-10-quick (models/cifar10_quick, batch
+100): conv1 3->32 5x5 pad 2 on 32x32, pool1 MAX 3x3/2, conv2 32->32 5x5 pad 2 on 16x16, pool2
+AVE 3x3/2, conv3 32->64 5x5 pad 2 on 8x8, pool3 AVE 3x3/2, ip1 1024->64, ip2 64->10. conv1 does
+not back-propagate to its input (the data), as in a training step.
+
+Columns: forward and backward ms (median of --repeat), MFLOP of forward + backward (multiply-adds
+count 2; pooling's comparisons or additions count 1), MB that must move at least (bottom, top,
+their gradients and the parameters, read or written once), and the GFLOP/s reached. ``--clock
+cpu`` measures the process's CPU time, which a busy machine disturbs less (with one thread it is
+the work done). ``--only conv2`` runs one layer, e.g. under ``valgrind --tool=callgrind`` to
+count instructions. ``--threads`` sets numpy's BLAS threads (threadpoolctl).
 """
 
 import argparse
@@ -38,6 +48,28 @@ LENET = [
 ]
 
 
+CIFAR_FILLERS = 'weight_filler { type: "gaussian" std: 0.01 } bias_filler { type: "constant" }'
+CIFAR10_QUICK = [
+    ("conv1", "convolution_param { num_output: 32 kernel_size: 5 pad: 2 " + CIFAR_FILLERS + " }",
+     "Convolution", (3, 32, 32), False),
+    ("pool1", "pooling_param { pool: MAX kernel_size: 3 stride: 2 }", "Pooling", (32, 32, 32),
+     True),
+    ("conv2", "convolution_param { num_output: 32 kernel_size: 5 pad: 2 " + CIFAR_FILLERS + " }",
+     "Convolution", (32, 16, 16), True),
+    ("pool2", "pooling_param { pool: AVE kernel_size: 3 stride: 2 }", "Pooling", (32, 16, 16),
+     True),
+    ("conv3", "convolution_param { num_output: 64 kernel_size: 5 pad: 2 " + CIFAR_FILLERS + " }",
+     "Convolution", (32, 8, 8), True),
+    ("pool3", "pooling_param { pool: AVE kernel_size: 3 stride: 2 }", "Pooling", (64, 8, 8),
+     True),
+    ("ip1", "inner_product_param { num_output: 64 " + CIFAR_FILLERS + " }", "InnerProduct",
+     (64, 4, 4), True),
+    ("ip2", "inner_product_param { num_output: 10 " + CIFAR_FILLERS + " }", "InnerProduct", (64,),
+     True),
+]
+NETS = {"lenet": (LENET, 64), "cifar10_quick": (CIFAR10_QUICK, 100)}
+
+
 def build(name, settings, type_name, shape, batch):
     param = text_format.Parse(f'name: "{name}" type: "{type_name}" {settings}',
                               pb.LayerParameter())
@@ -49,30 +81,61 @@ def build(name, settings, type_name, shape, batch):
     return layer, bottom, top
 
 
-def median_ms(repeat, fn, *args):
+def median_ms(repeat, clock, fn, *args):
     fn(*args)
     times = []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = clock()
         fn(*args)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return 1000 * float(np.median(times))
+
+
+def floor(layer, bottom, top, propagate):
+    """(MFLOP, MB) of one forward + backward: the arithmetic (a multiply-add is 2) and the
+    bytes of bottom, top, their gradients and the parameters, each moved once."""
+    x, y = bottom[0], top[0]
+    params = sum(b.count for b in layer.blobs)
+    moved = 2 * (x.count + y.count) + 3 * params
+    if layer.type in ("Convolution", "InnerProduct"):
+        inputs = layer.blobs[0].count // layer.blobs[0].shape[0]   # per output (C/G K, or K)
+        flop = 2 * y.count * inputs * (2 + propagate)
+    else:   # pooling: every window cell looked at once forward and once backward
+        flop = 2 * y.count * int(np.prod(layer.kernel))
+    return flop / 1e6, 4 * moved / 1e6
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--net", choices=sorted(NETS), default="lenet")
+    parser.add_argument("--batch", type=int, help="default: 64 for LeNet, 100 for CIFAR")
     parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    parser.add_argument("--threads", type=int, help="numpy BLAS threads (default: as found)")
+    parser.add_argument("--only", help="time this layer only")
     args = parser.parse_args()
-    print(f"{'layer':8} {'forward ms':>11} {'backward ms':>12} {'total ms':>9}")
-    total_f = total_b = 0.0
-    for name, settings, type_name, shape, propagate in LENET:
-        layer, bottom, top = build(name, settings, type_name, shape, args.batch)
-        f = median_ms(args.repeat, layer.forward, bottom, top)
-        b = median_ms(args.repeat, layer.backward, top, [propagate], bottom)
-        total_f, total_b = total_f + f, total_b + b
-        print(f"{name:8} {f:11.2f} {b:12.2f} {f + b:9.2f}")
-    print(f"{'all':8} {total_f:11.2f} {total_b:12.2f} {total_f + total_b:9.2f}")
+    layers, batch = NETS[args.net]
+    batch = args.batch or batch
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    if args.threads:
+        import threadpoolctl
+        threadpoolctl.threadpool_limits(args.threads, user_api="blas")
+    print(f"{args.net}, batch {batch}, {args.clock} ms, median of {args.repeat}")
+    print(f"{'layer':8} {'forward ms':>11} {'backward ms':>12} {'total ms':>9} {'MFLOP':>8} "
+          f"{'MB':>6} {'GFLOP/s':>8}")
+    total_f = total_b = flops = 0.0
+    for name, settings, type_name, shape, propagate in layers:
+        if args.only and name != args.only:
+            continue
+        layer, bottom, top = build(name, settings, type_name, shape, batch)
+        f = median_ms(args.repeat, clock, layer.forward, bottom, top)
+        b = median_ms(args.repeat, clock, layer.backward, top, [propagate], bottom)
+        mflop, mb = floor(layer, bottom, top, propagate)
+        total_f, total_b, flops = total_f + f, total_b + b, flops + mflop
+        print(f"{name:8} {f:11.2f} {b:12.2f} {f + b:9.2f} {mflop:8.0f} {mb:6.1f} "
+              f"{mflop / (f + b):8.1f}")
+    print(f"{'all':8} {total_f:11.2f} {total_b:12.2f} {total_f + total_b:9.2f} {flops:8.0f} "
+          f"{'':6} {flops / (total_f + total_b):8.1f}")
 
 
 if __name__ == "__main__":

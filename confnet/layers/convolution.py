@@ -4,17 +4,34 @@ import numpy as np
 
 from ..gpu import blas
 from .base import TRAIN, Layer
-from .im2col import SCRATCH, col2im_batch_last, im2col, interior, output_shape
+from .im2col import (
+    SCRATCH,
+    col2im_batch_last,
+    from_batch_last,
+    im2col,
+    im2col_batch_last,
+    interior,
+    output_shape,
+    padded_batch_last,
+    to_batch_last,
+    windows_batch_last,
+)
 from .registry import register_layer
+
+# The host columns are batch-last (C K, P N) when an image has fewer output positions P than
+# this and the batch has at least _BATCH_LAST_MIN_IMAGES images: im2col then copies runs of
+# out_last * N contiguous values (at least 16 times the batch-first rows of out_last), and the
+# transposes of y and dy to and from (M, P, N) are cheap. On larger maps (LeNet's and CIFAR's
+# conv1: few input channels, many positions) those transposes cost more than the products, so
+# the columns are batch-first (C K, N P) and forward writes y (N, M, P) straight from one
+# product per image. (The two layouts sum dW's terms in another order: equal to float32
+# rounding.)
+_BATCH_LAST_MAX_POSITIONS = 512
+_BATCH_LAST_MIN_IMAGES = 16
 
 # Above this many bytes of im2col buffer, a batch is convolved a chunk of images at a time (and
 # the buffer is rebuilt in backward instead of kept from forward), so big nets fit in memory.
 _COL_BUDGET = 256 << 20
-
-# Forward multiplies the weights with the columns of each image separately when an image has at
-# least this many output positions (LeNet's and CIFAR's conv1): then writing the (N, M, P) top
-# straight from BLAS beats one big product and a transposed copy of it.
-_PER_IMAGE_MIN_POSITIONS = 512
 
 
 @register_layer("Convolution")
@@ -32,15 +49,18 @@ class Convolution(Layer):
     params: weight (M, C/G, *kernel); bias (M,) when bias_term. Every bottom uses the same ones.
 
     Computed as im2col then, per group, one matrix product over the whole batch:
-    Y_g (M/G, N*P) = W_g (M/G, C/G*K) @ col_g (C/G*K, N*P), with K = prod(kernel) and
-    P = prod(out) (one product per image when P is large). Backward: dW_g += dY_g @ col_g^T,
-    db += dY summed over n and o, and dx = col2im(W_g^T @ dY_g), with the columns of dY_g
-    ordered (o, n) so that col2im adds contiguous rows. Column and scratch buffers are kept
-    between iterations, so a training step allocates no large array; the columns forward keeps
-    for backward are layer-owned blobs, on the side (host or device) the layer runs on.
+    Y_g (M/G, P*N) = W_g (M/G, C/G*K) @ col_g (C/G*K, P*N), with K = prod(kernel) and
+    P = prod(out). On the host, for small maps and batches of 16 images or more, the columns
+    are batch-last, ordered (o, n): im2col then copies runs of out_last * N contiguous values,
+    and Y goes back to (N, M, *out) one channel at a time; otherwise they are ordered (n, o),
+    one product per image. Backward: dW_g += dY_g @ col_g^T, db += dY summed over n and o, and
+    dx = col2im(W_g^T @ dY_g), with dY_g ordered (o, n) too, so that col2im adds contiguous
+    rows. Column and scratch buffers are kept between iterations, so a training step allocates
+    no large array; the columns forward keeps for backward are layer-owned blobs, on the side
+    (host or device) the layer runs on.
 
     On the device (1-D and 2-D; with more spatial axes the layer runs its host path) the same
-    products run as ``blas.gemm`` calls over the same column layout (``cuda/convolution.cu``):
+    products run as ``blas.gemm`` calls over columns ordered (n, o) (``cuda/convolution.cu``):
     forward, per group, one product batched over the images, Y[b]_g = W_g @ col_g[:, bP:(b+1)P],
     written straight into y; backward transposes dY to (M, n P) once, then dW_g += dY_g @ col_g^T
     and dcol_g = W_g^T @ dY_g are one product each, and col2im gathers dx without atomics.
@@ -139,6 +159,8 @@ class Convolution(Layer):
         for blob in top:
             blob.reshape(shape[:1] + (self.num_output,) + self.out)
         self._cols = [None] * len(bottom)
+        self._batch_last = (int(np.prod(self.out)) < _BATCH_LAST_MAX_POSITIONS
+                            and shape[0] >= _BATCH_LAST_MIN_IMAGES)
         self._device_cols = [False] * len(bottom)   # whether _col_blobs[i] holds forward's columns
 
     # -- compute ---------------------------------------------------------------------------------
@@ -149,7 +171,7 @@ class Convolution(Layer):
             keep = len(chunks) == 1 and self.phase == TRAIN
             for images in chunks:
                 x_chunk = x.data[images]
-                shape = self._col_shape(x_chunk.shape[0])
+                shape = self._host_col_shape(x_chunk.shape[0])
                 out = (self._col_blob(i, shape).data if keep
                        else SCRATCH.get("col", shape, x_chunk.dtype))
                 col = self._im2col(x_chunk, out)
@@ -157,19 +179,21 @@ class Convolution(Layer):
                 self._forward_chunk(col, y.data[images])
 
     def _forward_chunk(self, col, y):
+        """y (n, M, *out) = W_g @ col_g per group, + b. Batch-last: one product over the chunk,
+        whose (M, P n) result goes back to the batch-first y one channel at a time; else one
+        product per image, written straight into y."""
         n, m = y.shape[0], self.num_output
         weight = self._weight_groups(self.blobs[0].data)
-        bias = self.blobs[1].data[:, None] if self.bias_term else 0
-        if int(np.prod(self.out)) >= _PER_IMAGE_MIN_POSITIONS:
-            # One product per image, written straight into y (N, M, P).
-            y = y.reshape(n, self.group, m // self.group, -1)
-            np.matmul(weight, col.reshape(col.shape[:2] + (n, -1)).transpose(2, 0, 1, 3), out=y)
-            if self.bias_term:
-                y += bias.reshape(y.shape[1:3] + (1,))
-            return
-        out = SCRATCH.get("conv_y", col.shape[:1] + (m // self.group, col.shape[2]), y.dtype)
-        np.matmul(weight, col, out=out)
-        np.add(out.reshape(m, n, -1).transpose(1, 0, 2), bias, out=y.reshape(n, m, -1))
+        if self._batch_last:
+            out = SCRATCH.get("conv_y", col.shape[:1] + (m // self.group, col.shape[2]),
+                              y.dtype)
+            np.matmul(weight, col, out=out)
+            from_batch_last(out.reshape((m,) + self.out + (n,)), y)
+        else:
+            np.matmul(weight, col.reshape(col.shape[:2] + (n, -1)).transpose(2, 0, 1, 3),
+                      out=y.reshape(n, self.group, m // self.group, -1))
+        if self.bias_term:
+            y += self.blobs[1].data.reshape((m,) + (1,) * len(self.out))
 
     def backward_cpu(self, top, propagate_down, bottom):
         weight = self.blobs[0]
@@ -179,7 +203,7 @@ class Convolution(Layer):
                 if col is None:
                     x_chunk = x.data[images]
                     col = self._im2col(x_chunk, SCRATCH.get(
-                        "col", self._col_shape(x_chunk.shape[0]), x_chunk.dtype))
+                        "col", self._host_col_shape(x_chunk.shape[0]), x_chunk.dtype))
                 dy = self._output_groups(y.diff[images])
                 if self.bias_term:
                     self.blobs[1].diff += dy.sum(axis=2).reshape(-1)
@@ -187,31 +211,61 @@ class Convolution(Layer):
                 dw = np.matmul(col, dy.transpose(0, 2, 1)).transpose(0, 2, 1)
                 weight.diff += dw.reshape(weight.shape)
                 if propagate_down[i]:
-                    self._backward_data(dy, x.diff[images])
+                    self._backward_data(self._batch_last_groups(dy), x.diff[images])
 
     def _backward_data(self, dy, dx):
-        """dx = col2im(W^T dy) from dy grouped as (G, M/G, n * P), computed batch-last: dy
-        laid out as (M, *out, n), so that the column buffer is (C, *kernel, *out, n) and
-        col2im adds long contiguous rows."""
+        """dx from dy grouped as (G, M/G, P n), batch-last. Either dx = col2im(W^T dy), whose
+        col2im adds kernel-many shifted copies of C K P n columns; or, with stride 1, as the
+        convolution of dy with the flipped, transposed weights:
+        dx[c, h] = sum_{m, k} W[m, c, K-1-k] dypad[m, h + k d], dy padded by
+        q = d (K-1) - pad, which costs an im2col of M K H n values and a product of 2 C M K H n
+        flops instead. The second is taken where it is not larger: same-size output (H = P,
+        as in CIFAR-10-quick's conv2) and M <= C. A valid convolution (LeNet's) would pay
+        H / P times the flops."""
         n, ndim = dx.shape[0], len(self.kernel)
-        dy_t = SCRATCH.get("conv_dy_t", (self.num_output,) + self.out + (n,), dy.dtype)
-        np.copyto(dy_t.reshape(self.num_output, -1, n),
-                  dy.reshape(self.num_output, n, -1).transpose(0, 2, 1))
-        weight = self._weight_groups(self.blobs[0].data).transpose(0, 2, 1)
-        dcol = SCRATCH.get("conv_dcol", weight.shape[:2] + (dy_t.size // self.num_output,),
-                           dy.dtype)
-        np.matmul(weight, dy_t.reshape(self.group, self.num_output // self.group, -1), out=dcol)
-        padded = tuple(size + 2 * p for size, p in zip(dx.shape[2:], self.pad))
-        acc = SCRATCH.get("conv_acc", (self.channels,) + padded + (n,), dx.dtype)
-        col2im_batch_last(dcol.reshape((self.channels,) + self.kernel + self.out + (n,)), acc,
-                          self.stride, self.dilation)
-        inside = acc[(slice(None),) + interior(dx.shape[2:], self.pad)]
-        np.copyto(dx, inside.transpose(ndim + 1, *range(ndim + 1)))
+        extent = tuple(d * (k - 1) for k, d in zip(self.kernel, self.dilation))
+        dx_t = SCRATCH.get("conv_dx_t", (self.channels,) + dx.shape[2:] + (n,), dx.dtype)
+        if (all(s == 1 for s in self.stride) and all(p <= e for p, e in zip(self.pad, extent))
+                and self.out == dx.shape[2:] and self.num_output <= self.channels):
+            pad = tuple(e - p for e, p in zip(extent, self.pad))
+            padded, inside = padded_batch_last((self.num_output,) + self.out + (n,), pad,
+                                               dy.dtype, SCRATCH)
+            np.copyto(inside, dy.reshape(inside.shape))
+            col = SCRATCH.get("conv_dcol", (self.num_output,) + self.kernel + dx.shape[2:]
+                              + (n,), dy.dtype)
+            windows_batch_last(padded, self.kernel, (1,) * ndim, self.dilation, col)
+            np.matmul(self._flipped_weight_groups(), col.reshape(self.group, -1, dx_t[0].size),
+                      out=dx_t.reshape(self.group, self.channels // self.group, -1))
+        else:
+            weight = self._weight_groups(self.blobs[0].data).transpose(0, 2, 1)
+            dcol = SCRATCH.get("conv_dcol", weight.shape[:2] + dy.shape[2:], dy.dtype)
+            np.matmul(weight, dy, out=dcol)
+            padded = tuple(size + 2 * p for size, p in zip(dx.shape[2:], self.pad))
+            acc = SCRATCH.get("conv_acc", (self.channels,) + padded + (n,), dx.dtype)
+            col2im_batch_last(dcol.reshape((self.channels,) + self.kernel + self.out + (n,)),
+                              acc, self.stride, self.dilation)
+            dx_t = acc[(slice(None),) + interior(dx.shape[2:], self.pad)]
+        from_batch_last(dx_t, dx)
+
+    def _flipped_weight_groups(self):
+        """(G, C/G, M/G * K): W[m, c, K-1-k] at [g, c, (m, k)], a contiguous copy."""
+        g, ndim = self.group, len(self.kernel)
+        w = self.blobs[0].data.reshape((g, self.num_output // g) + self.blobs[0].shape[1:])
+        flipped = w[(slice(None),) * 3 + (slice(None, None, -1),) * ndim]
+        return np.ascontiguousarray(flipped.swapaxes(1, 2)).reshape(
+            g, self.channels // g, -1)
 
     # -- layout helpers --------------------------------------------------------------------------
     def _col_shape(self, n):
-        """The column buffer of n images: (C, *kernel, n, *out), i.e. (C K, n P)."""
+        """The device column buffer of n images: (C, *kernel, n, *out), i.e. (C K, n P)."""
         return (self.channels,) + self.kernel + (n,) + self.out
+
+    def _host_col_shape(self, n):
+        """The host column buffer of n images: (C, *kernel, *out, n) batch-last, else as on the
+        device."""
+        if self._batch_last:
+            return (self.channels,) + self.kernel + self.out + (n,)
+        return self._col_shape(n)
 
     def _col_blob(self, i, shape):
         """Layer-owned column blob ``i``, reshaped to ``shape`` (its storage is kept)."""
@@ -221,8 +275,13 @@ class Convolution(Layer):
         return self._col_blobs[i]
 
     def _im2col(self, x, col):
-        """(n, C, *spatial) -> (G, C/G * K, n * P), written into ``col`` (``_col_shape(n)``)."""
-        im2col(x, self.kernel, self.pad, self.stride, self.dilation, out=col, scratch=SCRATCH)
+        """(n, C, *spatial) -> (G, C/G * K, P n) or (G, C/G * K, n P), written into ``col``
+        (``_host_col_shape(n)``)."""
+        if self._batch_last:
+            im2col_batch_last(x, self.kernel, self.pad, self.stride, self.dilation, col, SCRATCH)
+        else:
+            im2col(x, self.kernel, self.pad, self.stride, self.dilation, out=col,
+                   scratch=SCRATCH)
         return col.reshape(self.group, -1, x.shape[0] * int(np.prod(self.out)))
 
     def _weight_groups(self, w):
@@ -230,11 +289,26 @@ class Convolution(Layer):
         return w.reshape(self.group, self.num_output // self.group, -1)
 
     def _output_groups(self, dy):
-        """(n, M, *out) -> (G, M/G, n * P), a contiguous copy (in a scratch buffer)."""
+        """(n, M, *out) -> (G, M/G, P n) batch-last or (G, M/G, n P), in the columns' order: a
+        contiguous copy (in a scratch buffer)."""
         n = dy.shape[0]
-        grouped = SCRATCH.get("conv_dy", (self.num_output, n, int(np.prod(self.out))), dy.dtype)
-        np.copyto(grouped, dy.reshape(n, self.num_output, -1).transpose(1, 0, 2))
+        if self._batch_last:
+            grouped = SCRATCH.get("conv_dy", (self.num_output,) + self.out + (n,), dy.dtype)
+            to_batch_last(dy, grouped)
+        else:
+            grouped = SCRATCH.get("conv_dy", (self.num_output, n, int(np.prod(self.out))),
+                                  dy.dtype)
+            np.copyto(grouped, dy.reshape(n, self.num_output, -1).transpose(1, 0, 2))
         return grouped.reshape(self.group, self.num_output // self.group, -1)
+
+    def _batch_last_groups(self, dy):
+        """dy from ``_output_groups`` ordered (P, n) (a copy when it is (n, P))."""
+        if self._batch_last:
+            return dy
+        n = dy.shape[2] // int(np.prod(self.out))
+        moved = SCRATCH.get("conv_dy_t", (self.num_output, int(np.prod(self.out)), n), dy.dtype)
+        np.copyto(moved, dy.reshape(self.num_output, n, -1).transpose(0, 2, 1))
+        return moved.reshape(dy.shape)
 
     def _chunks(self, n):
         """Slices of the batch whose im2col buffers fit in _COL_BUDGET (at least one image)."""

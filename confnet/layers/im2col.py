@@ -25,6 +25,13 @@ padded (C, *padded, N) array. With the batch innermost, every add runs over rows
 out_last * N contiguous values (stride 1) instead of rows of out_last values, which is what
 makes it several times faster than col2im for small images (LeNet's conv2 has rows of 8).
 
+im2col_batch_last reads the columns in that layout too: x is first copied into a padded
+batch-last array (C, *padded, N), after which every kernel offset's cells for one channel and
+output row are one contiguous run of out_last * N values (at stride 1), so the copy runs at
+memory speed; the batch-first im2col copies rows of out_last values. to_batch_last and
+from_batch_last move an (N, C, ...) array to and from that layout one channel at a time (each
+channel's block stays in the cache while it is transposed).
+
 Scratch keeps the buffers of these functions between calls, so that a training iteration
 allocates (and page-faults in) no large array.
 """
@@ -33,6 +40,8 @@ import math
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+
+from ..threads import split
 
 
 class Scratch:
@@ -110,8 +119,13 @@ def im2col(x, kernel, pad, stride, dilation, out=None, scratch=None):
         writeable=False)
     order = (1, *range(2, 2 + n), 0, *range(2 + n, 2 + 2 * n))
     col = np.empty([windows.shape[a] for a in order], x.dtype) if out is None else out
-    np.copyto(col, windows.transpose(order))
+    copy_split(col, windows.transpose(order))
     return col
+
+
+def copy_split(out, values):
+    """np.copyto(out, values), split over confnet's worker threads along axis 0."""
+    split(len(out), lambda a, b: np.copyto(out[a:b], values[a:b]), out.nbytes)
 
 
 def accumulate_windows(part, out, kernel, pad, stride, dilation, pad_after=None):
@@ -147,9 +161,72 @@ def col2im_batch_last(col, acc, stride, dilation):
     col[c, k, o, b] = xpad[b, c, o s + k d] from xpad laid out batch-last)."""
     n = (col.ndim - 2) // 2
     kernel, out = col.shape[1:1 + n], col.shape[1 + n:1 + 2 * n]
-    acc.fill(0)
-    for offset in np.ndindex(*kernel):
-        cells = tuple(slice(k * d, k * d + s * (o - 1) + 1, s)
-                      for k, s, d, o in zip(offset, stride, dilation, out))
-        acc[(slice(None),) + cells] += col[(slice(None),) + offset]
+
+    def channels(a, b):   # each worker sums its own channels
+        acc[a:b].fill(0)
+        for offset in np.ndindex(*kernel):
+            cells = tuple(slice(k * d, k * d + s * (o - 1) + 1, s)
+                          for k, s, d, o in zip(offset, stride, dilation, out))
+            acc[(slice(a, b),) + cells] += col[(slice(a, b),) + offset]
+    split(len(acc), channels, col.nbytes)
     return acc
+
+
+def to_batch_last(x, out):
+    """x (N, C, *rest) -> ``out`` (C, *rest, N) (any writable view of that shape)."""
+    order = (*range(1, x.ndim - 1), 0)
+
+    def channels(a, b):
+        for c in range(a, b):
+            np.copyto(out[c], x[:, c].transpose(order))
+    split(x.shape[1], channels, x.nbytes)
+    return out
+
+
+def from_batch_last(x, out):
+    """x (C, *rest, N) -> ``out`` (N, C, *rest) (any writable view of that shape)."""
+    order = (x.ndim - 2, *range(x.ndim - 2))
+
+    def channels(a, b):
+        for c in range(a, b):
+            np.copyto(out[:, c], x[c].transpose(order))
+    split(x.shape[0], channels, x.nbytes)
+    return out
+
+
+def im2col_batch_last(x, kernel, pad, stride, dilation, out, scratch):
+    """x (N, C, *spatial) -> ``out`` (C, *kernel, *out_spatial, N), contiguous:
+    out[c, k, o, b] = xpad[b, c, o s + k d]. ``scratch`` (a Scratch) holds the padded
+    batch-last copy of x."""
+    padded, inside = padded_batch_last(x.shape[1:2] + x.shape[2:] + x.shape[:1], pad, x.dtype,
+                                       scratch)
+    to_batch_last(x, inside)
+    return windows_batch_last(padded, kernel, stride, dilation, out)
+
+
+def padded_batch_last(shape, pad, dtype, scratch):
+    """A scratch array (C, *padded, N) for a batch-last ``shape`` (C, *spatial, N) padded by
+    ``pad`` cells on both sides of every spatial axis, its padding zeroed; and the view of its
+    inside, for the caller to fill."""
+    padded = scratch.get("im2col_batch_last", shape[:1] + tuple(
+        size + 2 * p for size, p in zip(shape[1:-1], pad)) + shape[-1:], dtype)
+    inside = (slice(None),) + interior(shape[1:-1], pad)
+    for axis, cells in enumerate(inside[1:], 1):   # zero only the bands around the inside
+        lead = (slice(None),) * axis
+        padded[lead + (slice(0, cells.start),)] = 0
+        padded[lead + (slice(cells.stop, None),)] = 0
+    return padded, padded[inside]
+
+
+def windows_batch_last(padded, kernel, stride, dilation, out):
+    """The columns of a padded batch-last array (C, *padded, N) copied into ``out``
+    (C, *kernel, *out_spatial, N): out[c, k, o, b] = padded[c, o s + k d, b]."""
+    n = len(kernel)
+    axis_strides = padded.strides[1:1 + n]
+    windows = as_strided(
+        padded, shape=out.shape,
+        strides=(padded.strides[:1] + tuple(st * d for st, d in zip(axis_strides, dilation))
+                 + tuple(st * s for st, s in zip(axis_strides, stride)) + padded.strides[-1:]),
+        writeable=False)
+    copy_split(out, windows)
+    return out

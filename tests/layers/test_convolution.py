@@ -3,6 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
+from confnet import threads
 from confnet.errors import ConfnetError
 from confnet.layers import convolution
 from tests.layers.harness import (
@@ -40,6 +41,12 @@ def reference_conv(x, w, b, pad, stride, dilation, group=1):
 
 def conv_text(**settings):
     return layer_text("Convolution", "convolution_param", **settings)
+
+
+def force_layout(monkeypatch, max_positions):
+    """Host columns batch-last on maps below ``max_positions`` outputs, whatever the batch."""
+    monkeypatch.setattr(convolution, "_BATCH_LAST_MAX_POSITIONS", max_positions)
+    monkeypatch.setattr(convolution, "_BATCH_LAST_MIN_IMAGES", 1)
 
 
 def check_conv(x, w, b, text, pad, stride, dilation=None, group=1):
@@ -83,6 +90,35 @@ def test_three_spatial_axes():
                (1, 1, 1), (2, 2, 2))
 
 
+@pytest.mark.parametrize("shape, kernel, pad", [
+    ((2, 3, 4, 5, 3), (3, 5, 1), (1, 2, 0)),   # same size: dx as a convolution of dy
+    ((2, 3, 7, 6), (3, 3), (1, 1)),
+    ((2, 2, 4, 5, 3), (2, 3, 2), (1, 2, 0)),   # other sizes: dx by col2im
+    ((2, 3, 5, 4), (1, 1), (1, 1))])
+@pytest.mark.parametrize("max_positions", [1, 10**9])
+def test_stride_one_input_gradient(monkeypatch, shape, kernel, pad, max_positions):
+    force_layout(monkeypatch, max_positions)
+    x, b = RNG.normal(size=shape), RNG.normal(size=2)
+    w = RNG.normal(size=(2, shape[1]) + kernel)
+    text = conv_text(num_output=2, kernel_size=kernel[0]).replace(
+        f"kernel_size: {kernel[0]}", " ".join(f"kernel_size: {k} pad: {p}"
+                                               for k, p in zip(kernel, pad)))
+    check_conv(x, w, b, text, pad, (1,) * len(kernel))
+
+
+@pytest.mark.parametrize("max_positions", [1, 10**9])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_host_copies_split_over_worker_threads(monkeypatch, max_positions, stride):
+    # Three workers, and every copy split however small: im2col, col2im and the layout copies
+    # each run as three parts in parallel, which must add up to the one-thread result.
+    monkeypatch.setitem(threads._state, "count", 3)
+    monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)
+    force_layout(monkeypatch, max_positions)
+    x, w, b = RNG.normal(size=(3, 4, 7, 6)), RNG.normal(size=(4, 4, 3, 3)), RNG.normal(size=4)
+    check_conv(x, w, b, conv_text(num_output=4, kernel_size=3, pad=1, stride=stride), (1, 1),
+               (stride, stride))
+
+
 def test_several_bottoms_share_the_weights():
     x1, x2 = RNG.normal(size=(2, 2, 5, 5)), RNG.normal(size=(2, 2, 5, 5))
     w, b = RNG.normal(size=(3, 2, 3, 3)), RNG.normal(size=3)
@@ -101,19 +137,23 @@ def test_fillers_and_param_shapes():
     assert top[0].shape == (1, 6, 4, 4)
 
 
-def test_chunked_batch_equals_whole_batch(monkeypatch):
+@pytest.mark.parametrize("max_positions", [1, 10**9])
+def test_chunked_batch_equals_whole_batch(monkeypatch, max_positions):
+    force_layout(monkeypatch, max_positions)
     x, w, b = RNG.normal(size=(5, 2, 6, 6)), RNG.normal(size=(3, 2, 3, 3)), RNG.normal(size=3)
     # A budget of one image's buffer: five chunks, im2col rebuilt in backward.
     monkeypatch.setattr(convolution, "_COL_BUDGET", 2 * 9 * 16 * 8)
     check_conv(x, w, b, conv_text(num_output=3, kernel_size=3), (0, 0), (1, 1))
 
 
-@pytest.mark.parametrize("min_positions", [1, 10**9])
-def test_per_image_and_batched_forward_agree_with_reference(monkeypatch, min_positions):
-    # Maps of at least _PER_IMAGE_MIN_POSITIONS outputs take one product per image; force each
-    # path on a small map.
-    x, w, b = RNG.normal(size=(3, 2, 6, 5)), RNG.normal(size=(4, 1, 3, 2)), RNG.normal(size=4)
-    monkeypatch.setattr(convolution, "_PER_IMAGE_MIN_POSITIONS", min_positions)
+@pytest.mark.parametrize("images", [1, 3])
+@pytest.mark.parametrize("max_positions", [1, 10**9])
+def test_batch_first_and_batch_last_columns_agree_with_reference(monkeypatch, images,
+                                                                 max_positions):
+    # Maps of fewer than _BATCH_LAST_MAX_POSITIONS outputs use batch-last columns on the
+    # host (with enough images); force each layout on a small map.
+    x, w, b = RNG.normal(size=(images, 2, 6, 5)), RNG.normal(size=(4, 1, 3, 2)), RNG.normal(size=4)
+    force_layout(monkeypatch, max_positions)
     check_conv(x, w, b, conv_text(num_output=4, kernel_h=3, kernel_w=2, pad=1, group=2),
                (1, 1), (1, 1), group=2)
 

@@ -123,6 +123,26 @@ def test_max_ties_go_to_the_first_cell():
     np.testing.assert_array_equal(bottom[0].diff[0, 0], [[0, 0, 0, 0], [1, 0, 2, 0]])
 
 
+@pytest.mark.parametrize("settings, kernel, stride, pad, out", [
+    ("kernel_size: 3 stride: 2 pad: 1", (3, 3), (2, 2), (1, 1), (4, 5)),
+    ("kernel_h: 2 kernel_w: 3 stride_h: 1 stride_w: 2", (2, 3), (1, 2), (0, 0), (6, 4))])
+def test_max_ties_in_overlapping_windows_go_to_the_first_cell(settings, kernel, stride, pad, out):
+    # A 0/1 grid: most windows tie. The winner is the first maximum in row-major window order
+    # (Caffe's), and the gradient goes to it alone.
+    x = (RNG.random((2, 3, 7, 8)) < 0.5).astype(float)
+    y, mask = reference_pool(x, "MAX", kernel, stride, pad, out)
+    layer, bottom, top = check_layer(pool_text("MAX", settings), [x], [y, mask],
+                                     check_grad=False)
+    dy = RNG.normal(size=y.shape)
+    top[0].diff[...] = dy
+    layer.backward(top, [True], bottom)
+    expected = np.zeros(x.shape)
+    flat = expected.reshape(x.shape[:2] + (-1,))
+    for n, c in np.ndindex(*x.shape[:2]):
+        np.add.at(flat[n, c], mask[n, c].astype(int).ravel(), dy[n, c].ravel())
+    np.testing.assert_allclose(bottom[0].diff, expected, rtol=1e-12)
+
+
 def test_float32_stays_float32():
     for method in ("MAX", "AVE"):
         layer = make_layer(pool_text(method, "kernel_size: 3 stride: 2 pad: 1"), dtype=np.float32)
