@@ -212,8 +212,18 @@ class LossLayer(Layer):
     auto_top = True
     default_loss_weight = 1.0
 
+    input_names = {1: "labels"}   # what the inputs no gradient flows to hold, for errors
+
     def allow_force_backward(self, bottom_index):
         return bottom_index != 1
+
+    def backward(self, top, propagate_down, bottom):
+        """Refuse a gradient for an input no gradient can flow to (the labels), on either side."""
+        for i, wanted in enumerate(propagate_down):
+            if wanted and not self.allow_force_backward(i):
+                what = self.input_names.get(i, "this input")
+                self.fail(f"cannot back-propagate to the {what} (bottom[{i}])")
+        super().backward(top, propagate_down, bottom)
 
     def reshape(self, bottom, top):
         self.require(bottom[0].shape[0] == bottom[1].shape[0],

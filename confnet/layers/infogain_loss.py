@@ -77,6 +77,8 @@ class InfogainLoss(LossLayer):
             self.infogain_blob = self.new_blob(self.infogain.shape)
             self.infogain_blob.set_data(self.infogain)
 
+    input_names = {1: "labels", 2: "infogain matrix"}
+
     def allow_force_backward(self, bottom_index):
         return bottom_index == 0
 
@@ -113,10 +115,6 @@ class InfogainLoss(LossLayer):
             top[1].data[...] = self.prob.reshape(top[1].shape)
 
     def backward_cpu(self, top, propagate_down, bottom):
-        if propagate_down[1]:
-            self.fail("cannot back-propagate to the labels (bottom[1])")
-        if len(bottom) == 3 and propagate_down[2]:
-            self.fail("cannot back-propagate to the infogain matrix (bottom[2])")
         if not propagate_down[0]:
             return
         h = self._matrix(bottom)
@@ -149,10 +147,6 @@ class InfogainLoss(LossLayer):
             top[1].copy_from(self.prob_blob)
 
     def backward_gpu(self, top, propagate_down, bottom):
-        if propagate_down[1]:
-            self.fail("cannot back-propagate to the labels (bottom[1])")
-        if len(bottom) == 3 and propagate_down[2]:
-            self.fail("cannot back-propagate to the infogain matrix (bottom[2])")
         if not propagate_down[0]:
             return
         _, channels, inner = self.dims

@@ -52,8 +52,6 @@ class MultinomialLogisticLoss(LossLayer):
         top[0].data[...] = -float(np.log(self._label_probs(bottom)).sum()) / self.dims[0]
 
     def backward_cpu(self, top, propagate_down, bottom):
-        if propagate_down[1]:
-            self.fail("cannot back-propagate to the labels (bottom[1])")
         if not propagate_down[0]:
             return
         scale = -float(top[0].diff.flat[0]) / self.dims[0]
@@ -69,8 +67,6 @@ class MultinomialLogisticLoss(LossLayer):
                     top[0].mutable_gpu_data, 0, np.float32(max(num, 1)), np.float32(1))
 
     def backward_gpu(self, top, propagate_down, bottom):
-        if propagate_down[1]:
-            self.fail("cannot back-propagate to the labels (bottom[1])")
         if not propagate_down[0]:
             return
         num, classes, _ = self.dims

@@ -26,6 +26,8 @@ class SigmoidCrossEntropyLoss(LossLayer):
     On the device (cuda/loss.cu) the VALID count is taken there too and the loss stays in top[0].
     """
 
+    input_names = {1: "targets"}
+
     num_bottom = 2
     has_gpu = True
     kernels = "loss.cu"
@@ -66,8 +68,6 @@ class SigmoidCrossEntropyLoss(LossLayer):
         top[0].data[...] = float(losses[self.valid].sum()) / self.norm
 
     def backward_cpu(self, top, propagate_down, bottom):
-        if propagate_down[1]:
-            self.fail("cannot back-propagate to the targets (bottom[1])")
         if not propagate_down[0]:
             return
         x = bottom[0].data.reshape(-1)
@@ -86,8 +86,6 @@ class SigmoidCrossEntropyLoss(LossLayer):
                     np.float32(1))
 
     def backward_gpu(self, top, propagate_down, bottom):
-        if propagate_down[1]:
-            self.fail("cannot back-propagate to the targets (bottom[1])")
         if not propagate_down[0]:
             return
         self.launch_1d("sigmoid_cross_entropy_loss_backward", bottom[0].count, bottom[0].gpu_data,

@@ -107,8 +107,6 @@ class SoftmaxWithLoss(LossLayer):
             top[1].data[...] = self.prob.reshape(top[1].shape)
 
     def backward_cpu(self, top, propagate_down, bottom):
-        if propagate_down[1]:
-            self.fail("cannot back-propagate to the labels (bottom[1])")
         if not propagate_down[0]:
             return
         dx = self.prob.copy()
@@ -137,8 +135,6 @@ class SoftmaxWithLoss(LossLayer):
             top[1].copy_from(self.prob_blob)
 
     def backward_gpu(self, top, propagate_down, bottom):
-        if propagate_down[1]:
-            self.fail("cannot back-propagate to the labels (bottom[1])")
         if not propagate_down[0]:
             return
         _, channels, inner = self.dims
