@@ -33,3 +33,11 @@ def _restore_confnet_logger():
     saved = (list(logger.handlers), logger.propagate, logger.level)
     yield
     logger.handlers[:], logger.propagate, logger.level = saved
+
+
+@pytest.fixture(autouse=True)
+def _back_on_the_cpu():
+    """A test (or a command it runs) that selects a device must not leave later tests on it."""
+    yield
+    from confnet import gpu
+    gpu.use(None)

@@ -1,5 +1,9 @@
 """The command line: bad input gets one clear line and a non-zero exit code, never a traceback."""
 
+import importlib.util
+import os
+import shutil
+
 import pytest
 from click.testing import CliRunner
 
@@ -237,3 +241,24 @@ def test_files_that_are_not_images_are_counted(tmp_path):
     code, output = run(["convert-data", str(tmp_path / "img"), str(tmp_path / "db")])
     assert code == 0, output
     assert "1 images written, 0 unreadable skipped, 1 files that are not images ignored" in output
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pycuda") is not None, reason="pycuda is installed")
+def test_solver_mode_gpu_without_a_gpu_warns_and_trains_on_the_cpu(tmp_path, tiny_lmdb):
+    solver = solver_for(tmp_path, GOOD_NET % {"db": tiny_lmdb},
+                        "solver_mode: GPU device_id: 0 snapshot_after_train: false")
+    code, output = run(["train", "--solver", solver])
+    assert code == 0, output
+    assert "solver_mode is GPU, but GPU: pycuda is not installed" in output
+    assert "running on the CPU" in output
+
+
+def test_gpu_emu_trains_through_the_kernels(tmp_path, tiny_lmdb):
+    if shutil.which(os.environ.get("CXX", "g++")) is None:
+        pytest.skip("the CUDA emulator needs g++")
+    solver = solver_for(tmp_path, GOOD_NET % {"db": tiny_lmdb},
+                        "display: 1 snapshot_after_train: false")
+    code, output = run(["train", "--solver", solver, "--gpu", "emu"])
+    assert code == 0, output
+    assert "Using CUDA emulator on the CPU" in output and "Iteration 1" in output
+    assert "no device kernels" not in output
