@@ -21,15 +21,8 @@ class Classifier(Net):
     def __init__(self, model_file, pretrained_file, image_dims=None, mean=None,
                  input_scale=None, raw_scale=None, channel_swap=None):
         super().__init__(model_file, TEST, weights=pretrained_file)
-        if not self.inputs:
-            raise ConfnetError(f"{model_file}: a Classifier needs a net with an Input layer")
-        in_ = self.inputs[0]
-        self.transformer = io.Transformer({in_: self.blobs[in_].data.shape})
-        self.transformer.set_transpose(in_, (2, 0, 1))
-        for setting, value in (("set_mean", mean), ("set_input_scale", input_scale),
-                               ("set_raw_scale", raw_scale), ("set_channel_swap", channel_swap)):
-            if value is not None:
-                getattr(self.transformer, setting)(in_, value)
+        in_ = input_transformer(self, "Classifier", model_file, mean, input_scale, raw_scale,
+                                channel_swap)
         self.crop_dims = np.array(self.blobs[in_].data.shape[2:])
         self.image_dims = self.crop_dims if image_dims is None else np.array(image_dims)
         if (self.image_dims < self.crop_dims).any():
@@ -57,3 +50,19 @@ class Classifier(Net):
         if oversample:
             scores = scores.reshape(len(inputs), 10, -1).mean(axis=1)
         return scores
+
+
+def input_transformer(net, kind, model_file, mean, input_scale, raw_scale, channel_swap):
+    """Give ``net`` (a Classifier or Detector) the ``transformer`` of its first input blob, with
+    pycaffe's settings: K x H x W transpose, then the mean, scales and channel swap given.
+    Returns the input blob's name."""
+    if not net.inputs:
+        raise ConfnetError(f"{model_file}: a {kind} needs a net with an Input layer")
+    in_ = net.inputs[0]
+    net.transformer = io.Transformer({in_: net.blobs[in_].data.shape})
+    net.transformer.set_transpose(in_, (2, 0, 1))
+    for setting, value in (("set_mean", mean), ("set_input_scale", input_scale),
+                           ("set_raw_scale", raw_scale), ("set_channel_swap", channel_swap)):
+        if value is not None:
+            getattr(net.transformer, setting)(in_, value)
+    return in_

@@ -6,6 +6,7 @@ import numpy as np
 from ..errors import ConfnetError
 from ..layers import TEST
 from . import io
+from .classifier import input_transformer
 from .pycaffe import Net
 
 
@@ -25,15 +26,8 @@ class Detector(Net):
     def __init__(self, model_file, pretrained_file, mean=None, input_scale=None,
                  raw_scale=None, channel_swap=None, context_pad=None):
         super().__init__(model_file, TEST, weights=pretrained_file)
-        if not self.inputs:
-            raise ConfnetError(f"{model_file}: a Detector needs a net with an Input layer")
-        in_ = self.inputs[0]
-        self.transformer = io.Transformer({in_: self.blobs[in_].data.shape})
-        self.transformer.set_transpose(in_, (2, 0, 1))
-        for setting, value in (("set_mean", mean), ("set_input_scale", input_scale),
-                               ("set_raw_scale", raw_scale), ("set_channel_swap", channel_swap)):
-            if value is not None:
-                getattr(self.transformer, setting)(in_, value)
+        input_transformer(self, "Detector", model_file, mean, input_scale, raw_scale,
+                          channel_swap)
         self.configure_crop(context_pad)
 
     def detect_windows(self, images_windows):
