@@ -15,6 +15,44 @@
 // and the order of additions is fixed.
 #include "common.cuh"
 
+// The kernel_h x kernel_w window whose top-left tap is (h0, w0) of a height x width image, written
+// to out one tap every `step` floats (taps outside the image are the zero padding). Shared by
+// convolution_im2col and im2col_forward, which differ only in the column layout (the step).
+__device__ __forceinline__ void write_window(const float* image, int height, int width, int h0,
+                                             int w0, int kernel_h, int kernel_w, int dil_h,
+                                             int dil_w, float* out, int step) {
+  for (int i = 0; i < kernel_h; ++i) {
+    const int h = h0 + i * dil_h;
+    for (int j = 0; j < kernel_w; ++j) {
+      const int w = w0 + j * dil_w;
+      *out = (h >= 0 && h < height && w >= 0 && w < width) ? image[h * width + w] : 0.0f;
+      out += step;
+    }
+  }
+}
+
+// The adjoint for one padded input cell (hp, wp) = (h + pad_h, w + pad_w): the sum of the column
+// entries that read it. Tap (i, j) reaches output (oh, ow) = ((hp - i dil_h) / stride_h,
+// (wp - j dil_w) / stride_w) when both divisions are exact and inside the output; row (i kw + j)
+// of `rows` starts every `step` floats. Taps are added in a fixed order: no atomics.
+__device__ __forceinline__ float sum_window(const float* rows, int step, int hp, int wp,
+                                            int kernel_h, int kernel_w, int stride_h,
+                                            int stride_w, int dil_h, int dil_w, int out_h,
+                                            int out_w) {
+  float sum = 0.0f;
+  for (int i = 0; i < kernel_h; ++i) {
+    const int hs = hp - i * dil_h;
+    if (hs < 0 || hs % stride_h != 0 || hs / stride_h >= out_h) continue;
+    const int oh = hs / stride_h;
+    for (int j = 0; j < kernel_w; ++j) {
+      const int ws = wp - j * dil_w;
+      if (ws < 0 || ws % stride_w != 0 || ws / stride_w >= out_w) continue;
+      sum += rows[(size_t)(i * kernel_w + j) * step + oh * out_w + ws / stride_w];
+    }
+  }
+  return sum;
+}
+
 // One thread per (c, b, oh, ow): reads the kh x kw window of that output position and writes it
 // down the column's rows. Consecutive threads write consecutive columns (coalesced).
 extern "C" __global__ void convolution_im2col(int n, const float* x, int num, int channels,
@@ -30,15 +68,8 @@ extern "C" __global__ void convolution_im2col(int n, const float* x, int num, in
     const int c = index / cols;
     const float* image = x + ((size_t)b * channels + c) * height * width;
     float* out = col + (size_t)c * kernel_h * kernel_w * cols + b * positions + oh * out_w + ow;
-    const int h0 = oh * stride_h - pad_h, w0 = ow * stride_w - pad_w;
-    for (int i = 0; i < kernel_h; ++i) {
-      const int h = h0 + i * dil_h;
-      for (int j = 0; j < kernel_w; ++j) {
-        const int w = w0 + j * dil_w;
-        *out = (h >= 0 && h < height && w >= 0 && w < width) ? image[h * width + w] : 0.0f;
-        out += cols;
-      }
-    }
+    write_window(image, height, width, oh * stride_h - pad_h, ow * stride_w - pad_w, kernel_h,
+                 kernel_w, dil_h, dil_w, out, cols);
   }
 }
 
@@ -57,18 +88,8 @@ extern "C" __global__ void convolution_col2im(int n, const float* col, int num, 
     const int c = (index / (width * height)) % channels;
     const int b = index / (width * height * channels);
     const float* rows = col + (size_t)c * kernel_h * kernel_w * cols + b * positions;
-    float sum = 0.0f;
-    for (int i = 0; i < kernel_h; ++i) {
-      const int hs = h + pad_h - i * dil_h;
-      if (hs < 0 || hs % stride_h != 0 || hs / stride_h >= out_h) continue;
-      const int oh = hs / stride_h;
-      for (int j = 0; j < kernel_w; ++j) {
-        const int ws = w + pad_w - j * dil_w;
-        if (ws < 0 || ws % stride_w != 0 || ws / stride_w >= out_w) continue;
-        sum += rows[(size_t)(i * kernel_w + j) * cols + oh * out_w + ws / stride_w];
-      }
-    }
-    x[index] = sum;
+    x[index] = sum_window(rows, cols, h + pad_h, w + pad_w, kernel_h, kernel_w, stride_h,
+                          stride_w, dil_h, dil_w, out_h, out_w);
   }
 }
 
@@ -104,15 +125,8 @@ extern "C" __global__ void im2col_forward(int n, const float* x, int height, int
     const int plane = index / positions;  // b * channels + c
     const float* image = x + (size_t)plane * height * width;
     float* out = y + (size_t)plane * kernel_h * kernel_w * positions + oh * out_w + ow;
-    const int h0 = oh * stride_h - pad_h, w0 = ow * stride_w - pad_w;
-    for (int i = 0; i < kernel_h; ++i) {
-      const int h = h0 + i * dil_h;
-      for (int j = 0; j < kernel_w; ++j) {
-        const int w = w0 + j * dil_w;
-        *out = (h >= 0 && h < height && w >= 0 && w < width) ? image[h * width + w] : 0.0f;
-        out += positions;
-      }
-    }
+    write_window(image, height, width, oh * stride_h - pad_h, ow * stride_w - pad_w, kernel_h,
+                 kernel_w, dil_h, dil_w, out, positions);
   }
 }
 
@@ -128,17 +142,7 @@ extern "C" __global__ void im2col_backward(int n, const float* dy, int height, i
     const int h = (index / width) % height;
     const int plane = index / (width * height);  // b * channels + c
     const float* rows = dy + (size_t)plane * kernel_h * kernel_w * positions;
-    float sum = 0.0f;
-    for (int i = 0; i < kernel_h; ++i) {
-      const int hs = h + pad_h - i * dil_h;
-      if (hs < 0 || hs % stride_h != 0 || hs / stride_h >= out_h) continue;
-      const int oh = hs / stride_h;
-      for (int j = 0; j < kernel_w; ++j) {
-        const int ws = w + pad_w - j * dil_w;
-        if (ws < 0 || ws % stride_w != 0 || ws / stride_w >= out_w) continue;
-        sum += rows[(size_t)(i * kernel_w + j) * positions + oh * out_w + ws / stride_w];
-      }
-    }
-    dx[index] = sum;
+    dx[index] = sum_window(rows, positions, h + pad_h, w + pad_w, kernel_h, kernel_w, stride_h,
+                          stride_w, dil_h, dil_w, out_h, out_w);
   }
 }
