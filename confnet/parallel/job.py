@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 import traceback
 
 from ..errors import ConfnetError
@@ -108,6 +109,10 @@ class MPIJob:
             text = "error: " + "".join(traceback.format_exception(error)).rstrip()
         sys.stderr.write(f"confnet: rank {self.rank} of {self.size}: {text}\n")
         sys.stderr.flush()
+        # The launcher forwards our stderr through a pipe; MPI_Abort kills its forwarding
+        # processes at once, which sometimes dropped the line just written (seen with mpich's
+        # mpirun). A moment first lets it through; the job still ends within a second.
+        time.sleep(0.5)
         self.comm.abort(1)
 
 
