@@ -106,11 +106,15 @@ def test_pool_gpu(device, method, settings):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_max_ties_gpu(device):
-    # Ties everywhere (a 0/1 grid): the device must pick the same (first) winner as the CPU.
-    x = (RNG.random((2, 3, 7, 8)) < 0.5).astype(float)
-    check_layer_gpu(pool_text("MAX", "kernel_size: 3 stride: 2 pad: 1"), [x], device=device,
-                    num_top=2, rtol=0, atol=0)
+@pytest.mark.parametrize("settings",
+                         ["kernel_size: 3 stride: 2 pad: 1", "kernel_size: 3 stride: 1"])
+@pytest.mark.parametrize("seed", [3, 4])
+def test_max_ties_gpu(device, settings, seed):
+    # Ties everywhere (a 0/1 grid): the device must pick the same (first) winner as the CPU,
+    # and a cell that wins several windows (up to 9 with stride 1) must sum their gradients
+    # in the same order, to the bit.
+    x = (np.random.default_rng(seed).random((2, 3, 7, 8)) < 0.5).astype(float)
+    check_layer_gpu(pool_text("MAX", settings), [x], device=device, num_top=2, rtol=0, atol=0)
 
 
 def test_max_ties_go_to_the_first_cell():
