@@ -13,6 +13,7 @@ from .im2col import (
     interior,
     output_shape,
     padded_batch_last,
+    row_windows_batch_last,
     to_batch_last,
     windows_batch_last,
 )
@@ -158,9 +159,14 @@ class Convolution(Layer):
                      f"padded input {shape[2:]} (pad {self.pad})")
         for blob in top:
             blob.reshape(shape[:1] + (self.num_output,) + self.out)
+        self._in_spatial = shape[2:]
         self._cols = [None] * len(bottom)
         self._batch_last = (int(np.prod(self.out)) < _BATCH_LAST_MAX_POSITIONS
                             and shape[0] >= _BATCH_LAST_MIN_IMAGES)
+        # Row windows: batch-last 2-D columns with stride 1 along the rows keep only the
+        # windows along the width; kernel row a reads a slice of their rows.
+        self._rows = (self._batch_last and len(self.kernel) == 2 and self.stride[0] == 1
+                      and self.kernel[0] > 1)
         self._device_cols = [False] * len(bottom)   # whether _col_blobs[i] holds forward's columns
 
     # -- compute ---------------------------------------------------------------------------------
@@ -179,12 +185,18 @@ class Convolution(Layer):
                 self._forward_chunk(col, y.data[images])
 
     def _forward_chunk(self, col, y):
-        """y (n, M, *out) = W_g @ col_g per group, + b. Batch-last: one product over the chunk,
-        whose (M, P n) result goes back to the batch-first y one channel at a time; else one
-        product per image, written straight into y."""
+        """y (n, M, *out) = W_g @ col_g per group, + b. Batch-last: one product over the chunk
+        (or one per kernel row, over row windows), whose (M, P n) result goes back to the
+        batch-first y one channel at a time; else one product per image, written straight
+        into y."""
         n, m = y.shape[0], self.num_output
         weight = self._weight_groups(self.blobs[0].data)
-        if self._batch_last:
+        if self._rows:
+            out = SCRATCH.get("conv_y", (self.group, m // self.group, n * int(np.prod(self.out))),
+                              y.dtype)
+            self._row_products(self._kernel_rows(), col, self.out[0], out)
+            from_batch_last(out.reshape((m,) + self.out + (n,)), y)
+        elif self._batch_last:
             out = SCRATCH.get("conv_y", col.shape[:1] + (m // self.group, col.shape[2]),
                               y.dtype)
             np.matmul(weight, col, out=out)
@@ -208,8 +220,15 @@ class Convolution(Layer):
                 if self.bias_term:
                     self.blobs[1].diff += dy.sum(axis=2).reshape(-1)
                 # dW_g^T = col_g @ dY_g^T: BLAS runs this orientation faster than dY_g @ col_g^T.
-                dw = np.matmul(col, dy.transpose(0, 2, 1)).transpose(0, 2, 1)
-                weight.diff += dw.reshape(weight.shape)
+                if self._rows:   # kernel row a: dW[..., a, :] from rows [a d, a d + Ho)
+                    g, mg, kh = self.group, self.num_output // self.group, self.kernel[0]
+                    rows = weight.diff.reshape(g, mg, -1, kh, self.kernel[1])
+                    for a, window in enumerate(self._kernel_row_windows(col, self.out[0])):
+                        dw = np.matmul(window, dy.transpose(0, 2, 1)).transpose(0, 2, 1)
+                        rows[:, :, :, a] += dw.reshape(rows[:, :, :, a].shape)
+                else:
+                    dw = np.matmul(col, dy.transpose(0, 2, 1)).transpose(0, 2, 1)
+                    weight.diff += dw.reshape(weight.shape)
                 if propagate_down[i]:
                     self._backward_data(self._batch_last_groups(dy), x.diff[images])
 
@@ -231,11 +250,21 @@ class Convolution(Layer):
             padded, inside = padded_batch_last((self.num_output,) + self.out + (n,), pad,
                                                dy.dtype, SCRATCH)
             np.copyto(inside, dy.reshape(inside.shape))
-            col = SCRATCH.get("conv_dcol", (self.num_output,) + self.kernel + dx.shape[2:]
-                              + (n,), dy.dtype)
-            windows_batch_last(padded, self.kernel, (1,) * ndim, self.dilation, col)
-            np.matmul(self._flipped_weight_groups(), col.reshape(self.group, -1, dx_t[0].size),
-                      out=dx_t.reshape(self.group, self.channels // self.group, -1))
+            out = dx_t.reshape(self.group, self.channels // self.group, -1)
+            if self._rows:
+                rows = SCRATCH.get("conv_dcol", (self.num_output, self.kernel[1],
+                                                 padded.shape[1]) + dx.shape[3:] + (n,),
+                                   dy.dtype)
+                row_windows_batch_last(padded, 1, self.dilation[1], rows)
+                self._row_products(self._kernel_rows(flipped=True),
+                                   rows.reshape(self.group, -1, *rows.shape[2:]),
+                                   dx.shape[2], out)
+            else:
+                col = SCRATCH.get("conv_dcol", (self.num_output,) + self.kernel + dx.shape[2:]
+                                  + (n,), dy.dtype)
+                windows_batch_last(padded, self.kernel, (1,) * ndim, self.dilation, col)
+                np.matmul(self._flipped_weight_groups(), col.reshape(self.group, -1, out.shape[2]),
+                          out=out)
         else:
             weight = self._weight_groups(self.blobs[0].data).transpose(0, 2, 1)
             dcol = SCRATCH.get("conv_dcol", weight.shape[:2] + dy.shape[2:], dy.dtype)
@@ -255,14 +284,53 @@ class Convolution(Layer):
         return np.ascontiguousarray(flipped.swapaxes(1, 2)).reshape(
             g, self.channels // g, -1)
 
+    # -- row windows -----------------------------------------------------------------------------
+    def _kernel_rows(self, flipped=False):
+        """The weights as one product operand per kernel row a: (kh, G, M/G, C/G kw), row a
+        holding W[m, c, a, b] at [a, g, m, (c, b)]. ``flipped``: the operands of backward's
+        convolution of dy with the flipped, transposed weights, (kh, G, C/G, M/G kw) holding
+        W[m, c, kh-1-a, kw-1-b] at [a, g, c, (m, b)]. Contiguous copies (a few KB)."""
+        g, (kh, kw) = self.group, self.kernel
+        w = self.blobs[0].data.reshape(g, self.num_output // g, -1, kh, kw)
+        if flipped:
+            w = w[:, :, :, ::-1, ::-1].transpose(3, 0, 2, 1, 4)
+        else:
+            w = w.transpose(3, 0, 1, 2, 4)
+        return np.ascontiguousarray(w).reshape(kh, g, w.shape[2], -1)
+
+    def _kernel_row_windows(self, rows, height):
+        """For every kernel row a, the (G, K, height * rest) view of the row windows ``rows``
+        (G, K, padded rows, rest) that it reads: rows [a d, a d + height), a strided matrix
+        BLAS takes without a copy."""
+        d = self.dilation[0]
+        return [rows[:, :, a * d:a * d + height].reshape(rows.shape[:2] + (-1,))
+                for a in range(self.kernel[0])]
+
+    def _row_products(self, weights, rows, height, out):
+        """out (G, R, height * rest) = sum_a weights[a] (G, R, K) @ window a of ``rows``: a
+        convolution of stride 1 along the rows, from k_w-wide row windows (see
+        row_windows_batch_last). The first product writes out, the others add a scratch
+        product to it."""
+        part = None
+        for a, window in enumerate(self._kernel_row_windows(rows, height)):
+            if a == 0:
+                np.matmul(weights[0], window, out=out)
+                continue
+            part = SCRATCH.get("conv_row_part", out.shape, out.dtype) if part is None else part
+            np.matmul(weights[a], window, out=part)
+            out += part
+
     # -- layout helpers --------------------------------------------------------------------------
     def _col_shape(self, n):
         """The device column buffer of n images: (C, *kernel, n, *out), i.e. (C K, n P)."""
         return (self.channels,) + self.kernel + (n,) + self.out
 
     def _host_col_shape(self, n):
-        """The host column buffer of n images: (C, *kernel, *out, n) batch-last, else as on the
-        device."""
+        """The host column buffer of n images: row windows (C, kw, H + 2 pad_h, Wo, n);
+        batch-last (C, *kernel, *out, n); else as on the device."""
+        if self._rows:
+            return (self.channels, self.kernel[1], self._in_spatial[0] + 2 * self.pad[0],
+                    self.out[1], n)
         if self._batch_last:
             return (self.channels,) + self.kernel + self.out + (n,)
         return self._col_shape(n)
@@ -276,7 +344,13 @@ class Convolution(Layer):
 
     def _im2col(self, x, col):
         """(n, C, *spatial) -> (G, C/G * K, P n) or (G, C/G * K, n P), written into ``col``
-        (``_host_col_shape(n)``)."""
+        (``_host_col_shape(n)``); row windows: (G, C/G kw, H + 2 pad_h, Wo n)."""
+        if self._rows:
+            padded, inside = padded_batch_last(x.shape[1:2] + x.shape[2:] + x.shape[:1],
+                                               self.pad, x.dtype, SCRATCH)
+            to_batch_last(x, inside)
+            row_windows_batch_last(padded, self.stride[1], self.dilation[1], col)
+            return col.reshape(self.group, -1, col.shape[2], col.shape[3] * col.shape[4])
         if self._batch_last:
             im2col_batch_last(x, self.kernel, self.pad, self.stride, self.dilation, col, SCRATCH)
         else:

@@ -238,3 +238,19 @@ def windows_batch_last(padded, kernel, stride, dilation, out):
         writeable=False)
     copy_split(out, windows)
     return out
+
+
+def row_windows_batch_last(padded, stride_w, dilation_w, out):
+    """The windows of a padded batch-last array (C, Hp, Wp, N) along its last spatial axis
+    only, copied into ``out`` (C, kernel_w, Hp, Wo, N): out[c, b, h, o, n] =
+    padded[c, h, o stride_w + b dilation_w, n]. Every padded row is kept: a convolution with
+    stride 1 along the rows reads kernel row a as the rows [a d_h, a d_h + Ho) of this array,
+    a plain slice, so the columns of a k_h x k_w kernel cost k_w copies of the input instead
+    of k_h k_w."""
+    st = padded.strides
+    windows = as_strided(padded, shape=out.shape,
+                         strides=(st[0], st[2] * dilation_w, st[1], st[2] * stride_w, st[3]),
+                         writeable=False)
+    copy_split(out, windows)
+    return out
+

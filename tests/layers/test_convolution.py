@@ -158,6 +158,25 @@ def test_batch_first_and_batch_last_columns_agree_with_reference(monkeypatch, im
                (1, 1), (1, 1), group=2)
 
 
+@pytest.mark.parametrize("kernel, pad, stride, dilation, group, outputs", [
+    ((3, 3), (2, 2), (1, 1), (2, 2), 2, 2),    # same size, fewer outputs: dx by the flipped path
+    ((3, 2), (1, 0), (1, 2), (2, 2), 1, 3),    # a width stride: dx by col2im
+    ((4, 1), (1, 0), (1, 1), (1, 1), 1, 3)])
+def test_row_windows_agree_with_reference(monkeypatch, kernel, pad, stride, dilation, group,
+                                          outputs):
+    # Batch-last 2-D columns with stride 1 along the rows keep only the windows along the
+    # width (one product per kernel row, reading a slice of their rows): dilation, groups, a
+    # width stride, and both ways of computing dx.
+    force_layout(monkeypatch, 10**9)
+    x = RNG.normal(size=(3, 4, 7, 6))
+    w, b = RNG.normal(size=(outputs, 4 // group) + kernel), RNG.normal(size=outputs)
+    text = conv_text(num_output=outputs, kernel_h=kernel[0], kernel_w=kernel[1], pad_h=pad[0],
+                     pad_w=pad[1], stride_h=stride[0], stride_w=stride[1],
+                     dilation=dilation[0], group=group)
+    layer, _, _ = check_conv(x, w, b, text, pad, stride, dilation, group)
+    assert layer._rows
+
+
 def test_float32_stays_float32():
     text = conv_text(num_output=4, kernel_size=3, pad=1)
     layer = make_layer(text, dtype=np.float32)
