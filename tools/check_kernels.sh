@@ -46,7 +46,9 @@ resource_table() {
             /Used [0-9]+ registers/ {
                 regs = $0; sub(/.*Used /, "", regs); sub(/ registers.*/, "", regs)
                 smem = 0
-                if ($0 ~ /bytes smem/) { smem = $0; sub(/ bytes smem.*/, "", smem); sub(/.* /, "", smem) }
+                if ($0 ~ /bytes smem/) {
+                    smem = $0; sub(/ bytes smem.*/, "", smem); sub(/.* /, "", smem)
+                }
                 printf "%-14s %-34s %-6s %4d %8d\n", file, kernel, arch, regs, smem
             }' "$report"
     done | sort
@@ -56,8 +58,9 @@ echo "registers and shared memory per kernel (sm_90):"
 resource_table | awk '$3 == "sm_90"' || true
 if [[ $record == 1 && $status == 0 ]]; then
     {
-        echo "# Registers and static shared memory (bytes) of every kernel, from ptxas --resource-usage"
-        echo "# ($(nvcc --version | tail -n 1 | sed -e 's/^Build //')). Regenerate: bash tools/check_kernels.sh --record"
+        echo "# Registers and static shared memory (bytes) of every kernel, from ptxas"
+        echo "# --resource-usage ($(nvcc --version | tail -n 1 | sed -e 's/^Build //'))."
+        echo "# Regenerate: bash tools/check_kernels.sh --record"
         printf "%-14s %-34s %-6s %4s %8s\n" "# file" "kernel" "arch" "regs" "smem"
         resource_table
     } >cuda/resource_usage.txt

@@ -208,3 +208,20 @@ def test_shape_based_choice_runs_every_shape(dev):   # noqa: F811
             assert_gemm(dev.get(pc, (m, n)), 1.0, op_a, op_b, 1.0, c)
         finally:
             blas.set_tf32(False)
+
+
+def test_benchmark_script_runs_on_the_emulator():
+    """tools/bench_gemm.py --gpu emu: every version checked on its tiny shapes, a table out."""
+    import os
+    import subprocess
+    import sys
+    from tests.layers.harness import device_backend
+    device_backend("emu")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    done = subprocess.run([sys.executable, os.path.join(root, "tools", "bench_gemm.py"),
+                           "--gpu", "emu", "--seconds", "0.001"], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "WRONG" not in done.stdout
+    rows = [line for line in done.stdout.splitlines() if line.startswith("square 130")]
+    assert [row.split()[7] for row in rows] == ["v1", "v2", "v3", "v4", "v5", "v1*"]
