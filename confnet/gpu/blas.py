@@ -30,14 +30,17 @@ Per-channel bias, y viewed as (outer, channels, inner):
 
 Matrix products, row-major (numpy) convention:
 
-    gemm(transa, transb, m, n, k, alpha, a, b, beta, c)
-        C[m, n] = alpha op(A)[m, k] @ op(B)[k, n] + beta C   (beta = 0: C is not read)
+    gemm(transa, transb, m, n, k, alpha, a, b, beta, c, bias=None, bias_per="row", relu=False)
+        C[m, n] = relu?(alpha op(A)[m, k] @ op(B)[k, n] + beta C + bias)
+        (beta = 0: C is not read; bias per row: bias[i] for row i, length m; per column:
+        bias[j], length n; relu clamps negatives to 0 after the sum)
     gemv(trans, m, n, alpha, a, x, beta, y)
         y = alpha op(A) x + beta y, A stored (m, n)
 
 ``set_tf32(True)`` lets large products run on tensor cores in TF32 (inputs rounded to a 10-bit
 mantissa, float32 accumulation: relative error about k 2^-11 instead of float32's); it is off by
-default, so results match the CPU path within float32 tolerances.
+default, so results match the CPU path within float32 tolerances. A GPU solver turns it on from
+SolverParameter.allow_tf32 (``confnet train --no-tf32`` keeps it off).
 """
 
 import numpy as np
@@ -53,9 +56,21 @@ GEMM = "gemm.cu"
 # busy on large blobs while pass 2 stays a single short block.
 REDUCE_BLOCKS = 256
 
-# Tile sizes and block sizes of the GEMM versions, as cuda/gemm.cu states them.
-_GEMM_TILES = {1: (16, 16, (16, 16)), 2: (64, 64, 256), 3: (64, 64, 128)}
+# Tile sizes (rows, columns of C) and block sizes of the GEMM versions, as cuda/gemm.cu states
+# them: v1 16x16 tiles, v2 64x64 register-blocked, v3 64x64 TF32 WMMA, v4 128x128 double-buffered,
+# v5 32x64 double-buffered (skinny products).
+_GEMM_TILES = {1: (16, 16, (16, 16)), 2: (64, 64, 256), 3: (64, 64, 128), 4: (128, 128, 256),
+               5: (32, 64, 128)}
 GEMM_VERSIONS = tuple(_GEMM_TILES)
+_TF32_VERSIONS = (3,)
+
+# The shape rule of choose_gemm aims at one full wave of blocks on the GPUs confnet targets: an
+# H100 / H200 SXM has 132 SMs (an A100 108).
+GEMM_SMS = 132
+# Products of fewer flops than this gain nothing from TF32 (2 * 512^3 / 2: about 134 MFLOP, a
+# few microseconds on tensor cores, as long as a launch).
+TF32_MIN_FLOPS = 2 ** 27
+_BIAS_MODES = {"row": 1, "col": 2}
 
 _tf32 = False
 
@@ -152,27 +167,61 @@ def bias_backward(outer, channels, inner, dy, db):
 
 # -- matrix products -------------------------------------------------------------------------------
 def choose_gemm(m, n, k, batch=1):
-    """The GEMM version for a shape: v3 (TF32 tensor cores) only when ``set_tf32(True)`` and
-    both sides of C are at least a fragment (16); otherwise v2 (64x64 register-blocked tiles)
-    when C has room for enough of its tiles to fill a GPU, else v1 (16x16 tiles: 16 times as
-    many blocks for small products, and little waste on thin ones such as matrix-vector)."""
-    if _tf32 and m >= 16 and n >= 16:
-        return 3
-    if min(m, n) < 16 or m * n * batch < 32 * 64 * 64:
+    """The GEMM version for ``batch`` products of op(A)[m, k] @ op(B)[k, n], by shape:
+
+    1. v1 (16x16 tiles) for thin or tiny products: min(m, n) < 16 (matrix-vector-like: wider
+       tiles would be mostly empty), or fewer than GEMM_SMS / 4 blocks of v5's 32x64 tiles
+       (v1 makes 8 times as many blocks, so a small product still spreads over the SMs).
+    2. v3 (TF32 tensor cores) only when ``set_tf32(True)`` and the product is worth it: at least
+       TF32_MIN_FLOPS (2 m n k batch) flops.
+    3. v4 (128x128 tiles) when they fill the GPU: at least GEMM_SMS blocks, and at least 3/4
+       of the tiles' area inside C (a 32-row convolution product would waste 3/4 of each).
+    4. v5 (32x64 tiles) otherwise: skinny products (32..96 rows) and mid-sized ones, with 8
+       times as many blocks as v4.
+    """
+    m, n, k, batch = (max(int(v), 1) for v in (m, n, k, batch))
+    blocks5, _ = _tiling(m, n, batch, 5)
+    if min(m, n) < 16 or blocks5 < GEMM_SMS // 4:
         return 1
-    return 2
+    if _tf32 and 2 * m * n * k * batch >= TF32_MIN_FLOPS:
+        return 3
+    blocks4, used4 = _tiling(m, n, batch, 4)
+    if blocks4 >= GEMM_SMS and used4 >= 0.75:
+        return 4
+    return 5
+
+
+def _tiling(m, n, batch, version):
+    """(blocks, fraction of the tiles' area inside C) of ``version`` on an m x n product."""
+    tile_m, tile_n, _ = _GEMM_TILES[version]
+    rows, cols = -(-m // tile_m), -(-n // tile_n)
+    return rows * cols * batch, (m * n) / (rows * tile_m * cols * tile_n)
 
 
 def gemm(transa, transb, m, n, k, alpha, a, b, beta, c, lda=None, ldb=None, ldc=None,
-         batch=1, stride_a=0, stride_b=0, stride_c=0, version=None):
-    """C[m, n] = alpha op(A)[m, k] @ op(B)[k, n] + beta C, row-major, on device pointers.
+         batch=1, stride_a=0, stride_b=0, stride_c=0, version=None, bias=None, bias_per="row",
+         relu=False):
+    """C[m, n] = relu?(alpha op(A)[m, k] @ op(B)[k, n] + beta C + bias), row-major, on device
+    pointers.
 
     A is stored (m, k), or (k, m) when ``transa``; B (k, n), or (n, k) when ``transb``; the
     leading dimensions (row lengths in memory) default to those shapes' last sizes. ``batch``
     products run in one launch, the i-th on a + i stride_a, b + i stride_b, c + i stride_c
-    (strides in elements; 0 reuses one matrix for every product). ``version`` forces a kernel
-    version (1, 2, 3) instead of the shape-based choice (``choose_gemm``)."""
+    (strides in elements; 0 reuses one matrix for every product). beta = 0 writes C without
+    reading it.
+
+    The epilogue is fused into the product's store: ``bias`` (a device pointer, or None) is
+    added per row (``bias_per="row"``: bias[i], m values, e.g. a convolution's output channels)
+    or per column (``"col"``: bias[j], n values, e.g. InnerProduct's outputs), the same for
+    every product of a batch; ``relu`` then sets negative results to 0 (NaN stays NaN).
+
+    ``version`` forces a kernel version (GEMM_VERSIONS) instead of the shape-based choice
+    (``choose_gemm``)."""
     m, n, k, batch = (_count(v) for v in (m, n, k, batch))
+    if bias_per not in _BIAS_MODES:
+        raise ConfnetError(f"gemm: bias_per {bias_per!r}: use 'row' (bias[i], m values) or "
+                           "'col' (bias[j], n values)")
+    bias_mode = 0 if bias is None else _BIAS_MODES[bias_per]
     lda = _leading("lda", lda, m if transa else k)
     ldb = _leading("ldb", ldb, k if transb else n)
     ldc = _leading("ldc", ldc, n)
@@ -195,6 +244,7 @@ def gemm(transa, transb, m, n, k, alpha, a, b, beta, c, lda=None, ldb=None, ldc=
         # float4 loads need every group of 4 consecutive values 16-byte aligned: an aligned
         # base and row and batch strides that are multiples of 4 floats.
         args += [np.int32(_vector_ok(a, lda, stride_a)), np.int32(_vector_ok(b, ldb, stride_b))]
+    args += [_ptr(bias or 0), np.int32(bias_mode), np.int32(bool(relu))]
     launch(GEMM, f"sgemm_v{version}", grid, block, *args)
 
 

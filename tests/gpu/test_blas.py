@@ -162,11 +162,17 @@ def test_gemm_choice_and_tf32_switch():
     assert not blas.tf32_enabled()   # exact float32 unless asked
     assert blas.choose_gemm(20, 25, 36864) == 1       # small output: many small tiles
     assert blas.choose_gemm(1, 500, 800) == 1          # a row: thin
-    assert blas.choose_gemm(512, 512, 512) == 2
+    assert blas.choose_gemm(512, 512, 512) == 5        # 16 tiles of 128x128: too few
+    assert blas.choose_gemm(4096, 4096, 4096) == 4     # 1024 tiles of 128x128
+    assert blas.choose_gemm(32, 100 * 1024, 75) == 5   # CIFAR-10-quick conv1: 32 rows
+    assert blas.choose_gemm(256, 4096, 9216) == 5      # CaffeNet fc6: 64 tiles of 128x128
+    assert blas.choose_gemm(128, 256 * 729, 1200) == 4  # CaffeNet conv2, one group
     blas.set_tf32(True)
     try:
+        assert blas.tf32_enabled()
         assert blas.choose_gemm(512, 512, 512) == 3
         assert blas.choose_gemm(8, 512, 512) == 1      # thinner than a WMMA fragment
+        assert blas.choose_gemm(512, 512, 8) == 5      # too few flops for tensor cores
     finally:
         blas.set_tf32(False)
 
@@ -177,5 +183,7 @@ def test_bad_arguments_are_one_line_errors():
         blas.gemm(False, False, 4, 4, 5, 1.0, 0, 0, 0.0, 0, lda=3)
     with pytest.raises(ConfnetError, match="gemm version 7"):
         blas.gemm(False, False, 4, 4, 5, 1.0, 0, 0, 0.0, 0, version=7)
+    with pytest.raises(ConfnetError, match="bias_per 'channel'"):
+        blas.gemm(False, False, 4, 4, 5, 1.0, 0, 0, 0.0, 0, bias=0, bias_per="channel")
     with pytest.raises(ConfnetError, match="outside"):
         blas.fill(-1, 0.0, 0)

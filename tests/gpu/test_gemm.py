@@ -60,7 +60,7 @@ def run_gemm(target, version, ta, tb, m, n, k, alpha, beta, a, b, c, offset=0, l
     return target.get(pc, (m, n))
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
 def test_shapes_transposes_and_scalars(dev, version):   # noqa: F811
     for (m, n, k), (ta, tb), (alpha, beta) in itertools.product(SHAPES, TRANSPOSES, SCALARS):
         a, b, c, op_a, op_b = operands(m, n, k, ta, tb, round_tf32=version == 3)
@@ -77,7 +77,7 @@ def test_tf32_on_raw_inputs(dev):   # noqa: F811
         assert np.abs(got - (alpha * op_a @ op_b + beta * c)).max() > 0   # it did round
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
 def test_padded_rows_and_unaligned_pointers(dev, version):   # noqa: F811
     """Leading dimensions longer than the rows: pad 4 keeps float4 loads (rows stay 16-byte
     multiples), pad 3 and pointers one float past an aligned address make them step aside."""
@@ -89,7 +89,7 @@ def test_padded_rows_and_unaligned_pointers(dev, version):   # noqa: F811
         assert_gemm(got, 1.0, op_a, op_b, 0.5, c, F32_EPS)
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
 def test_batched_with_a_shared_operand(dev, version):   # noqa: F811
     """C_i = W @ X_i for 3 products in one launch, W shared (stride 0), as Convolution runs."""
     batch, m, n, k = 3, 19, 33, 27
