@@ -438,14 +438,3 @@ extern "C" __global__ void convolution_backward_data_implicit_v1(
     }
   }
 }
-
-// y[o, c, i] = max(y[o, c, i] + bias[c], 0) (bias may be null): the bias and ReLU of the paths
-// whose product has no epilogue, when the layer's ReLU is fused into it.
-extern "C" __global__ void convolution_bias_relu(int n, int channels, int inner,
-                                                 const float* bias, float* y) {
-  CUDA_KERNEL_LOOP(i, n) {
-    float v = y[i];
-    if (bias) v += bias[(i / inner) % channels];
-    y[i] = v < 0.0f ? 0.0f : v;
-  }
-}

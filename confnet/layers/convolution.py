@@ -38,7 +38,7 @@ _COL_BUDGET = 256 << 20
 _IG_TILE, _IG_THREADS, _IG_STEP = 64, 256, 16
 # The device takes the implicit path when the output product has at least this many tiles
 # (Convolution._device_path).
-_IMPLICIT_MIN_TILES = 32
+_IMPLICIT_MIN_TILES = blas.GEMM_SMS // 4
 # The implicit data gradient multiplies stride_h stride_w times more terms than it needs (the
 # inexact ones are zeros): strided layers compute dx through the column gradient instead.
 _IMPLICIT_DX_MAX_STRIDE = 1
@@ -366,12 +366,15 @@ class Convolution(Layer):
           shared memory instead of writing and reading a C K n P column buffer;
         - "im2col": columns, then ``blas.gemm``.
 
-        The implicit kernels use 64x64 tiles only (the shape of sgemm_v2), so they are taken when
-        the output product has at least _IMPLICIT_MIN_TILES of those tiles: the threshold at
-        which ``blas.choose_gemm`` takes v2 as well. Smaller products keep the column path, where
-        the GEMM may choose 16x16 tiles (v1) and keep more SMs busy; the buffer is small there
-        anyway. With TF32 allowed (``blas.set_tf32``), the column path's products run on tensor
-        cores, which the float32 implicit kernels do not use, so it is taken too."""
+        The implicit kernels have one tile shape, 64x64, so they are taken when the output
+        product has at least _IMPLICIT_MIN_TILES of those tiles (a quarter of the SMs' worth,
+        the bound below which ``blas.choose_gemm`` turns to 16x16 tiles to spread a small
+        product over more SMs). Smaller products keep the column path: their buffer is small,
+        and the GEMM's small tiles keep more SMs busy. With TF32 allowed (``blas.set_tf32``) the
+        column path is taken too: its products may run on tensor cores, which the float32
+        implicit kernels do not use (speed was asked for over memory). The column buffer
+        avoided is C K n P floats, written once and read once per product (and kept from
+        forward to backward in training); the rule has not been timed on a GPU yet."""
         if self._is_1x1():
             return "1x1"
         mg, cols = self.num_output // self.group, n * int(np.prod(self.out))
@@ -380,15 +383,11 @@ class Convolution(Layer):
             return "im2col"
         return "implicit"
 
-    def _epilogue(self, n, y_ptr):
-        """Bias (and the fused ReLU) of the paths whose product has no epilogue."""
-        m, p = self.num_output, int(np.prod(self.out))
-        bias = self.blobs[1].gpu_data if self.bias_term else 0
-        if self.fuse_relu:
-            self.launch_1d("convolution_bias_relu", n * m * p, np.int32(m), np.int32(p), bias,
-                           y_ptr)
-        elif self.bias_term:
-            blas.bias_forward(n, m, p, bias, y_ptr)
+    def _bias_ptr(self, group=0):
+        """The device bias of output channels group * M/G on (for a GEMM's epilogue), or None."""
+        if not self.bias_term:
+            return None
+        return self.blobs[1].gpu_data + 4 * group * (self.num_output // self.group)
 
     def forward_gpu(self, bottom, top):
         spatial = bottom[0].shape[2:]
@@ -396,26 +395,27 @@ class Convolution(Layer):
             n = x.shape[0]
             path = self._device_path(n)
             self._device_cols[i] = False
+            # Every path adds the bias (and applies the fused ReLU) in its product's epilogue.
             if path == "implicit":
-                bias = self.blobs[1].gpu_data if self.bias_term else 0
                 self._implicit_forward(x.gpu_data, n, spatial, self.out, self.channels,
-                                       self.num_output, self.blobs[0].gpu_data, bias,
-                                       self.fuse_relu, y.mutable_gpu_data)
-                continue
-            if path == "1x1":
+                                       self.num_output, self.blobs[0].gpu_data,
+                                       self._bias_ptr() or 0, self.fuse_relu,
+                                       y.mutable_gpu_data)
+            elif path == "1x1":
                 self._forward_1x1(x.gpu_data, n, y.mutable_gpu_data)
             else:
                 self._im2col_forward(i, x, y)
-            self._epilogue(n, y.mutable_gpu_data)
 
     def _forward_1x1(self, x_ptr, n, y_ptr):
-        """y[b, group] (mg, P) = W_group (mg, cg) @ x[b, group] (cg, P), batched on b."""
+        """y[b, group] (mg, P) = W_group (mg, cg) @ x[b, group] (cg, P) (+ b, ReLU), batched on
+        b."""
         m, c, g, p = self.num_output, self.channels, self.group, int(np.prod(self.out))
         mg, cg, weight = m // g, c // g, self.blobs[0].gpu_data
         for group in range(g):
             blas.gemm(False, False, mg, p, cg, 1.0, weight + 4 * group * mg * cg,
                       x_ptr + 4 * group * cg * p, 0.0, y_ptr + 4 * group * mg * p,
-                      batch=n, stride_b=c * p, stride_c=m * p)
+                      batch=n, stride_b=c * p, stride_c=m * p, bias=self._bias_ptr(group),
+                      relu=self.fuse_relu)
 
     def _im2col_forward(self, i, x, y):
         m, g = self.num_output, self.group
@@ -435,7 +435,8 @@ class Convolution(Layer):
                 blas.gemm(False, False, mg, p, ckg, 1.0, weight + 4 * group * mg * ckg,
                           col + 4 * group * ckg * n * p, 0.0,
                           y_ptr + 4 * (start * image_out + group * mg * p),
-                          ldb=n * p, ldc=p, batch=n, stride_b=p, stride_c=image_out)
+                          ldb=n * p, ldc=p, batch=n, stride_b=p, stride_c=image_out,
+                          bias=self._bias_ptr(group), relu=self.fuse_relu)
         self._device_cols[i] = keep
 
     def backward_gpu(self, top, propagate_down, bottom):
