@@ -377,11 +377,14 @@ class Convolution(Layer):
         forward to backward in training); the rule has not been timed on a GPU yet."""
         if self._is_1x1():
             return "1x1"
-        mg, cols = self.num_output // self.group, n * int(np.prod(self.out))
-        tiles = _cdiv(mg, _IG_TILE) * _cdiv(cols, _IG_TILE) * self.group
-        if blas.tf32_enabled() or tiles < _IMPLICIT_MIN_TILES:
-            return "im2col"
-        return "implicit"
+        implicit = self._implicit_pays(self.num_output // self.group, n * int(np.prod(self.out)))
+        return "implicit" if implicit else "im2col"
+
+    def _implicit_pays(self, rows, cols):
+        """Whether a rows x cols product per group takes the implicit kernels (see
+        ``_device_path``)."""
+        tiles = _cdiv(rows, _IG_TILE) * _cdiv(cols, _IG_TILE) * self.group
+        return not blas.tf32_enabled() and tiles >= _IMPLICIT_MIN_TILES
 
     def _bias_ptr(self, group=0):
         """The device bias of output channels group * M/G on (for a GEMM's epilogue), or None."""
