@@ -1,4 +1,5 @@
-// im2col / col2im for the Convolution family (Convolution, Deconvolution, Im2col), 2-D.
+// The Convolution family (Convolution, Deconvolution, Im2col), 2-D: im2col / col2im, and at the
+// end the implicit-GEMM kernels that convolve without a column buffer.
 //
 // For a chunk of `num` images x (num, C, H, W), padding (pad_h, pad_w), stride, dilation and a
 // kh x kw kernel, the output is OH x OW with OH = (H + 2 pad_h - (dil_h (kh - 1) + 1)) / stride_h

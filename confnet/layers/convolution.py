@@ -74,10 +74,22 @@ class Convolution(Layer):
     (host or device) the layer runs on.
 
     On the device (1-D and 2-D; with more spatial axes the layer runs its host path) the same
-    products run as ``blas.gemm`` calls over columns ordered (n, o) (``cuda/convolution.cu``):
-    forward, per group, one product batched over the images, Y[b]_g = W_g @ col_g[:, bP:(b+1)P],
-    written straight into y; backward transposes dY to (M, n P) once, then dW_g += dY_g @ col_g^T
-    and dcol_g = W_g^T @ dY_g are one product each, and col2im gathers dx without atomics.
+    products take one of three paths (``_device_path``, kernels in ``cuda/convolution.cu``):
+
+    - implicit GEMM (large products): forward, dW and dx (stride 1) are tiled products whose
+      column tiles are gathered from x (dy) in shared memory, so a training step allocates no
+      column buffer; bias and the fused ReLU are applied in the forward's epilogue. dW splits its
+      reduction over the batch into slices added in a fixed order. Strided layers compute dx
+      through the column gradient (below), which the gather would fill with zeros.
+    - 1x1 (kernel 1, stride 1, no pad): y_g = W_g @ x_g and dx_g = W_g^T @ dY_g are
+      ``blas.gemm`` calls batched over the images, on x and dy as they lie; dW implicit.
+    - im2col: ``blas.gemm`` over columns ordered (n, o): forward, per group, one product batched
+      over the images, Y[b]_g = W_g @ col_g[:, bP:(b+1)P], written straight into y; backward
+      transposes dY to (M, n P) once, then dW_g += dY_g @ col_g^T and dcol_g = W_g^T @ dY_g are
+      one product each, and col2im gathers dx without atomics.
+
+    The GEMM paths add the bias (and apply a fused ReLU, ``fuse_relu``, set by the net) in
+    ``blas.gemm``'s epilogue.
 
     Settings: num_output, bias_term, kernel_size / stride / pad / dilation (one value for every
     axis or one per axis; kernel_h/_w, stride_h/_w, pad_h/_w in 2-D), group, weight_filler,
