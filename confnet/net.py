@@ -73,6 +73,7 @@ class Net:
         self._collect_params()
         self._decide_backward()
         self.fused_relus = fused_relus(self.layers, self.bottom_ids, self.top_ids)
+        self._fuse_within(0, len(self.layers) - 1)   # layer-by-layer runs (timing) fuse too
         for producer, relu in self.fused_relus:
             log.info("%s applies the ReLU %s on the device", self.layer_names[producer],
                      self.layer_names[relu])
