@@ -136,6 +136,13 @@ def _use_device(gpu_option, solver_param=None):
     log.info("Using %s (solver_mode: GPU)", backend.describe())
 
 
+def _tf32_option(command):
+    return click.option("--no-tf32", "no_tf32", is_flag=True,
+                        help="Keep every matrix product on the GPU in float32 (overrides the "
+                        "solver's allow_tf32, which lets large ones use TF32 tensor cores).")(
+                            command)
+
+
 def _signal_options(command):
     """Caffe's --sigint_effect / --sighup_effect (either spelling)."""
     effects = click.Choice(["stop", "snapshot", "none"])
@@ -184,10 +191,11 @@ def _seed(seed):
 @click.option("--seed", type=int, help="Random seed (overrides the solver's random_seed).")
 @click.option("--gpu", help=_GPU_HELP)
 @_tensorboard_option
+@_tf32_option
 @_signal_options
 @_state_options
-def train(solver_path, weights, snapshot, seed, gpu, tensorboard, sigint_effect, sighup_effect,
-          sigterm_effect, level, stages):
+def train(solver_path, weights, snapshot, seed, gpu, tensorboard, no_tf32, sigint_effect,
+          sighup_effect, sigterm_effect, level, stages):
     """Train the net a solver describes.
 
     \b
@@ -200,7 +208,7 @@ def train(solver_path, weights, snapshot, seed, gpu, tensorboard, sigint_effect,
     if weights and snapshot:
         raise ConfnetError("give --weights or --snapshot, not both")
     _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect,
-                  level, stages, sigterm_effect, tensorboard)
+                  level, stages, sigterm_effect, tensorboard, no_tf32)
 
 
 @main.command()
@@ -211,10 +219,11 @@ def train(solver_path, weights, snapshot, seed, gpu, tensorboard, sigint_effect,
 @click.option("--seed", type=int, help="Random seed (overrides the solver's random_seed).")
 @click.option("--gpu", help=_GPU_HELP)
 @_tensorboard_option
+@_tf32_option
 @_signal_options
 @_state_options
-def finetune(solver_path, weights, seed, gpu, tensorboard, sigint_effect, sighup_effect,
-             sigterm_effect, level, stages):
+def finetune(solver_path, weights, seed, gpu, tensorboard, no_tf32, sigint_effect,
+             sighup_effect, sigterm_effect, level, stages):
     """Train starting from pretrained weights.
 
     \b
@@ -222,12 +231,12 @@ def finetune(solver_path, weights, seed, gpu, tensorboard, sigint_effect, sighup
       confnet finetune --solver solver.prototxt --weights pretrained.caffemodel
     """
     _run_training(solver_path, weights, None, seed, gpu, sigint_effect, sighup_effect, level,
-                  stages, sigterm_effect, tensorboard)
+                  stages, sigterm_effect, tensorboard, no_tf32)
 
 
 def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop",
                   sighup_effect="snapshot", level=0, stages=(), sigterm_effect="stop",
-                  tensorboard=None):
+                  tensorboard=None, no_tf32=False):
     """Build the solver and train; Ctrl-C, SIGTERM and SIGHUP act as the effects say; a live
     progress line on a terminal; TensorBoard scalars into ``tensorboard``. Started by
     mpirun/srun with several ranks, data-parallel (see confnet/parallel)."""
@@ -238,7 +247,7 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
     job = current_job()
     with job.guard():
         solver = job.agree(lambda: _build_solver(job, solver_path, weights, seed, gpu, level,
-                                                 stages))
+                                                 stages, no_tf32))
         if tensorboard and job.rank == 0:
             from .metrics import TensorBoardWriter
             solver.tensorboard = TensorBoardWriter(tensorboard)
@@ -259,7 +268,7 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
             _say_where_weights_are(solver)
 
 
-def _build_solver(job, solver_path, weights, seed, gpu, level, stages):
+def _build_solver(job, solver_path, weights, seed, gpu, level, stages, no_tf32=False):
     """The solver the command line describes (of this rank, in a data-parallel job), with the
     --weights copied in."""
     from .proto import io
@@ -268,6 +277,8 @@ def _build_solver(job, solver_path, weights, seed, gpu, level, stages):
     _use_device(gpu, param)
     if seed is not None:
         param.random_seed = seed
+    if no_tf32:
+        param.allow_tf32 = False
     if level:
         param.train_state.level = level
     param.train_state.stage.extend(stages)

@@ -415,8 +415,8 @@ __device__ __forceinline__ void sgemm_pipelined(int transa, int transb, int m, i
 // one float4 load per thread. Shared memory: 2 buffers x 2 operands x 8 x 132 floats = 16.5 KiB.
 // The 64 accumulators plus the staged next tile take ~125 registers a thread (the report in
 // cuda/resource_usage.txt); __launch_bounds__(256, 2) holds them to 128 so that two blocks fit an
-// SM's 64K registers (sm_80 took 129 without it: one block, no overlap between blocks). A 128x128 tile wants products with many such
-// tiles (blas.choose_gemm): a 4096-square product has 1024 of them.
+// SM's 64K registers (sm_80 took 129 without it: one block, no overlap between blocks). 128x128
+// tiles want products with many of them (blas.choose_gemm): a 4096-square product has 1024.
 #define V4_THREADS 256
 extern "C" __global__ void __launch_bounds__(V4_THREADS, 2)
     sgemm_v4(int transa, int transb, int m, int n, int k, float alpha, const float* A, int lda,

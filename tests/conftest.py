@@ -37,7 +37,10 @@ def _restore_confnet_logger():
 
 @pytest.fixture(autouse=True)
 def _back_on_the_cpu():
-    """A test (or a command it runs) that selects a device must not leave later tests on it."""
+    """A test (or a command it runs) that selects a device must not leave later tests on it, nor
+    TF32 products (a GPU solver turns them on from allow_tf32) for later float32 comparisons."""
     yield
     from confnet import gpu
+    from confnet.gpu import blas
     gpu.use(None)
+    blas.set_tf32(False)

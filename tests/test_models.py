@@ -240,6 +240,7 @@ def train(model, net, iterations):
     param.snapshot_after_train = False
     param.average_loss = 1
     param.random_seed = 1
+    param.allow_tf32 = False   # exact float32 products: the emulator's run is compared to the CPU
     param.max_iter = iterations
     solver = get_solver(param)
     return np.array([solver.step(1) for _ in range(iterations)])

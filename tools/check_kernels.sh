@@ -2,9 +2,17 @@
 # Static checks of the CUDA kernels, no GPU needed: every cuda/*.cu compiles with nvcc to a
 # cubin for sm_80 (A100) and sm_90 (H100/H200) with ptxas warnings for spills and local memory
 # made errors, and the registers and shared memory of every kernel are printed (--resource-usage).
-# Usage: bash tools/check_kernels.sh [OUT_DIR]   (the resource report is kept in OUT_DIR)
+# Usage: bash tools/check_kernels.sh [--record] [OUT_DIR]   (the ptxas reports are kept in OUT_DIR)
+#   --record  also rewrite cuda/resource_usage.txt, the committed table of registers and static
+#             shared memory per kernel and architecture, so that a change in a kernel's resources
+#             shows in its diff. CI runs without it: it fails on spills only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+record=0
+if [[ "${1:-}" == "--record" ]]; then
+    record=1
+    shift
+fi
 shopt -s nullglob
 kernels=(cuda/*.cu)
 if ! command -v nvcc >/dev/null 2>&1; then
@@ -26,7 +34,36 @@ for arch in sm_80 sm_90; do
         fi
     done
 done
+
+# One line per kernel and architecture: file, kernel, arch, registers, static shared bytes.
+resource_table() {
+    local report
+    for report in "$out"/*.txt; do
+        awk -v file="$(basename "${report%.*.txt}").cu" '
+            /Compiling entry function/ {
+                split($0, q, "'\''"); kernel = q[2]; arch = q[4]
+            }
+            /Used [0-9]+ registers/ {
+                regs = $0; sub(/.*Used /, "", regs); sub(/ registers.*/, "", regs)
+                smem = 0
+                if ($0 ~ /bytes smem/) {
+                    smem = $0; sub(/ bytes smem.*/, "", smem); sub(/.* /, "", smem)
+                }
+                printf "%-14s %-34s %-6s %4d %8d\n", file, kernel, arch, regs, smem
+            }' "$report"
+    done | sort
+}
+
 echo "registers and shared memory per kernel (sm_90):"
-grep -h "Compiling entry\|Used" "$out"/*.sm_90.txt | sed -e "s/ptxas info    : //" | paste - - \
-    | sed -e "s/Compiling entry function '\([a-z0-9_]*\)' for 'sm_90'/\1:/" | sort | column -t || true
+resource_table | awk '$3 == "sm_90"' || true
+if [[ $record == 1 && $status == 0 ]]; then
+    {
+        echo "# Registers and static shared memory (bytes) of every kernel, from ptxas"
+        echo "# --resource-usage ($(nvcc --version | tail -n 1 | sed -e 's/^Build //'))."
+        echo "# Regenerate: bash tools/check_kernels.sh --record"
+        printf "%-14s %-34s %-6s %4s %8s\n" "# file" "kernel" "arch" "regs" "smem"
+        resource_table
+    } >cuda/resource_usage.txt
+    echo "wrote cuda/resource_usage.txt"
+fi
 exit $status

@@ -62,7 +62,7 @@ REDUCE_BLOCKS = 256
 _GEMM_TILES = {1: (16, 16, (16, 16)), 2: (64, 64, 256), 3: (64, 64, 128), 4: (128, 128, 256),
                5: (32, 64, 128)}
 GEMM_VERSIONS = tuple(_GEMM_TILES)
-_TF32_VERSIONS = (3,)
+TF32_VERSIONS = (3,)   # versions that round inputs to TF32
 
 # The shape rule of choose_gemm aims at one full wave of blocks on the GPUs confnet targets: an
 # H100 / H200 SXM has 132 SMs (an A100 108).

@@ -46,6 +46,7 @@ class Solver:
         self.solver_dir = os.path.dirname(os.path.abspath(solver_path)) if solver_path else None
         self.iter = 0
         self._check_param()
+        self._allow_tf32()
         if param.random_seed >= 0:
             rng.seed(param.random_seed)
         self.net = self._train_net()
@@ -82,6 +83,15 @@ class Solver:
                                "use L1 or L2")
         if p.snapshot_format == pb.SolverParameter.HDF5:
             hdf5.import_h5py("solver: snapshot_format HDF5")   # fail now, not at the snapshot
+
+    def _allow_tf32(self):
+        """On a device, the train and test nets' matrix products may run on TF32 tensor cores
+        (blas.set_tf32) as ``allow_tf32`` says (``confnet train --no-tf32`` clears it)."""
+        if gpu.current() is None:
+            return
+        from ..gpu import blas
+        blas.set_tf32(self.param.allow_tf32)
+        log.info("TF32 tensor-core products: %s", "on" if self.param.allow_tf32 else "off")
 
     def resolve(self, path):
         """A path from the solver file: as given, else relative to the solver's folder."""

@@ -187,3 +187,49 @@ def test_bad_arguments_are_one_line_errors():
         blas.gemm(False, False, 4, 4, 5, 1.0, 0, 0, 0.0, 0, bias=0, bias_per="channel")
     with pytest.raises(ConfnetError, match="outside"):
         blas.fill(-1, 0.0, 0)
+
+
+SOLVER_NET = """layer { name: "data" type: "Input" top: "data" top: "label"
+                input_param { shape { dim: 2 dim: 3 } shape { dim: 2 } } }
+        layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+                inner_product_param { num_output: 2 } }
+        layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }"""
+
+
+@pytest.mark.parametrize("allow", [None, True, False])
+def test_a_device_solver_switches_tf32_from_allow_tf32(allow, caplog):
+    """allow_tf32 (default true) turns TF32 products on for a solver on a device, so large
+    shapes pick the tensor-core version; false keeps float32; a CPU solver leaves the switch."""
+    from google.protobuf import text_format
+
+    from confnet.proto import confnet_pb2 as pb
+    from confnet.solver import get_solver
+    text = f'net_param {{ {SOLVER_NET} }} base_lr: 0.1 lr_policy: "fixed" max_iter: 1'
+    if allow is not None:
+        text += f" allow_tf32: {str(allow).lower()}"
+    param = text_format.Parse(text, pb.SolverParameter())
+    get_solver(param)
+    assert not blas.tf32_enabled()   # on the CPU: untouched
+    device_backend("emu")
+    with running_on("emu"), caplog.at_level("INFO", logger="confnet"):
+        get_solver(param)
+        want = allow is not False
+        assert blas.tf32_enabled() == want
+        assert blas.choose_gemm(512, 512, 512) == (3 if want else 5)
+    lines = [r.getMessage() for r in caplog.records if "TF32" in r.getMessage()]
+    assert lines == [f"TF32 tensor-core products: {'on' if want else 'off'}"]
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-tf32"]])
+def test_train_no_tf32_overrides_the_solver(flag, tmp_path, tiny_lmdb):
+    """``confnet train --gpu emu`` uses TF32 products as allow_tf32 (default true) says;
+    --no-tf32 turns them off, and the log says which, once."""
+    device_backend("emu")
+    from tests.test_cli import GOOD_NET, run, solver_for
+    solver = solver_for(tmp_path, GOOD_NET % {"db": tiny_lmdb}, "snapshot_after_train: false")
+    code, output = run(["train", "--solver", solver, "--gpu", "emu", *flag])
+    assert code == 0, output
+    state = "off" if flag else "on"
+    assert output.count("TF32 tensor-core products:") == 1, output
+    assert f"TF32 tensor-core products: {state}" in output
+    assert blas.tf32_enabled() == (not flag)

@@ -44,6 +44,7 @@ def lenet_solver(device, display=1):
     param.display = display
     param.snapshot = 0
     param.ClearField("snapshot_prefix")
+    param.allow_tf32 = False   # float32 products: the device run is compared to the CPU's
     return get_solver(param)
 
 

@@ -62,7 +62,8 @@ STEPS = 5
 def make_solver(db, optimizer, settings="", prefix=None):
     text = (f'net_param {{ {NET % db} }} type: "{optimizer}" {OPTIMIZERS[optimizer]} '
             f'lr_policy: "step" gamma: 0.5 stepsize: 3 max_iter: 100 display: 0 '
-            f'average_loss: 1 random_seed: 5 snapshot_after_train: false {settings}')
+            f'average_loss: 1 random_seed: 5 snapshot_after_train: false allow_tf32: false '
+            f'{settings}')
     if prefix:
         text += f' snapshot_prefix: "{prefix}"'
     return get_solver(text_format.Parse(text, pb.SolverParameter()))
