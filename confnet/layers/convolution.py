@@ -382,21 +382,24 @@ class Convolution(Layer):
         product has at least _IMPLICIT_MIN_TILES of those tiles (a quarter of the SMs' worth,
         the bound below which ``blas.choose_gemm`` turns to 16x16 tiles to spread a small
         product over more SMs). Smaller products keep the column path: their buffer is small,
-        and the GEMM's small tiles keep more SMs busy. With TF32 allowed (``blas.set_tf32``) the
-        column path is taken too: its products may run on tensor cores, which the float32
-        implicit kernels do not use (speed was asked for over memory). The column buffer
-        avoided is C K n P floats, written once and read once per product (and kept from
-        forward to backward in training); the rule has not been timed on a GPU yet."""
+        and the GEMM's small tiles keep more SMs busy. With TF32 allowed (``blas.set_tf32``, on
+        by default in a device solver) the column path's products may run on tensor cores,
+        which the float32 implicit kernels do not use, so it is kept unless the batch's column
+        buffer exceeds _COL_BUDGET (where the column path would run chunk by chunk and rebuild
+        the columns in backward). The column buffer avoided is C K n P floats, written once and
+        read once per product (and kept from forward to backward in training); the rule has not
+        been timed on a GPU yet."""
         if self._is_1x1():
             return "1x1"
-        implicit = self._implicit_pays(self.num_output // self.group, n * int(np.prod(self.out)))
+        implicit = self._implicit_pays(self.num_output // self.group, n * int(np.prod(self.out)),
+                                       len(self._chunks(n)) > 1)
         return "implicit" if implicit else "im2col"
 
-    def _implicit_pays(self, rows, cols):
+    def _implicit_pays(self, rows, cols, over_budget):
         """Whether a rows x cols product per group takes the implicit kernels (see
-        ``_device_path``)."""
+        ``_device_path``); ``over_budget``: the column buffer would exceed _COL_BUDGET."""
         tiles = _cdiv(rows, _IG_TILE) * _cdiv(cols, _IG_TILE) * self.group
-        return not blas.tf32_enabled() and tiles >= _IMPLICIT_MIN_TILES
+        return tiles >= _IMPLICIT_MIN_TILES and (over_budget or not blas.tf32_enabled())
 
     def _bias_ptr(self, group=0):
         """The device bias of output channels group * M/G on (for a GEMM's epilogue), or None."""

@@ -125,7 +125,7 @@ class Deconvolution(convolution.Convolution):
         """"implicit" or "im2col", by Convolution's rule applied to the forward product (M/G
         rows, n Q columns)."""
         implicit = self._implicit_pays(self.num_output // self.group,
-                                       n * int(np.prod(self.out)))
+                                       n * int(np.prod(self.out)), len(self._chunks(n)) > 1)
         return "implicit" if implicit else "im2col"
 
     def forward_gpu(self, bottom, top):

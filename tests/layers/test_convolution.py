@@ -339,3 +339,6 @@ def test_device_path_rule(monkeypatch):
     assert path(*big) == "implicit"
     monkeypatch.setattr(blas, "_tf32", True)
     assert path(*big) == "im2col"
+    # ... unless the batch's columns (3 x 9 x 144 x 16 floats) exceed the budget.
+    monkeypatch.setattr(convolution, "_COL_BUDGET", 3 * 9 * 144 * 16 * 4 - 1)
+    assert path(*big) == "implicit"
