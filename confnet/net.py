@@ -10,7 +10,9 @@ Building a net, in order (as Caffe does):
 4. collect the learnable parameters, honouring ``param { name lr_mult decay_mult }`` (layers that
    name the same parameter share one blob, data and gradient);
 5. work out which layers need backward: those on a path from a parameter with lr_mult != 0 to a
-   loss (with ``force_backward``: every layer, down to the inputs).
+   loss (with ``force_backward``: every layer, down to the inputs);
+6. pair each in-place ReLU with the Convolution or InnerProduct that produces its blob, where
+   the device can apply it in that layer's product (``fused_relus``).
 
 Running it, as pycaffe does: ``forward(**inputs)`` sets the tops of the Input layers, runs the
 layers and returns the output blobs' data by name; ``backward(**top_diffs)`` runs the layers that
@@ -70,6 +72,11 @@ class Net:
             self._append_layer(lp)
         self._collect_params()
         self._decide_backward()
+        self.fused_relus = fused_relus(self.layers, self.bottom_ids, self.top_ids)
+        self._fuse_within(0, len(self.layers) - 1)   # layer-by-layer runs (timing) fuse too
+        for producer, relu in self.fused_relus:
+            log.info("%s applies the ReLU %s on the device", self.layer_names[producer],
+                     self.layer_names[relu])
         consumed = {name for ids in self.bottom_ids for name in ids}
         self.outputs = [name for name in self.blobs if name not in consumed]
         self.inputs = [name for layer, tops in zip(self.layers, self.top_ids)
@@ -242,9 +249,18 @@ class Net:
         """Run layers start..end (inclusive, by index) and return the summed loss (on the
         device, the loss tops are copied back for it)."""
         end = len(self.layers) - 1 if end is None else end
+        self._fuse_within(start, end)
         losses = [self.forward_layer(i) for i in range(start, end + 1)]
         return sum(self._loss_of_layer(i) if x is None else x
                    for i, x in zip(range(start, end + 1), losses))
+
+    def _fuse_within(self, start, end):
+        """Fuse the pairs of ``fused_relus`` that lie inside layers start..end, unfuse the
+        others: a run that stops after the producer (``forward(end=conv1)``) sees its output
+        before the ReLU, as without fusion, and one that starts at the ReLU applies it."""
+        for producer, relu in self.fused_relus:
+            inside = start <= producer and relu <= end
+            self.layers[producer].fuse_relu = self.layers[relu].fused = inside
 
     def _loss_of_layer(self, i):
         total = 0.0
@@ -338,6 +354,7 @@ class Net:
         """One training pass: forward, then backward from the losses; returns the loss. On the
         device, ``read_loss=False`` leaves the loss in ``device_loss`` and returns None, so an
         iteration copies nothing back."""
+        self._fuse_within(0, len(self.layers) - 1)
         losses = [self.forward_layer(i) for i in range(len(self.layers))]
         self._seed_loss_diffs()
         host_loss = sum(x for x in losses if x is not None)
@@ -456,6 +473,36 @@ class Net:
     def data_layers(self):
         """Layers that keep a read position (restored on resume)."""
         return [layer for layer in self.layers if hasattr(layer, "cursor_state")]
+
+
+# Layers whose device forward can apply a following ReLU in its product's epilogue.
+_RELU_PRODUCERS = ("Convolution", "InnerProduct")
+
+
+def fused_relus(layers, bottom_ids, top_ids):
+    """[(producer index, ReLU index)]: the ReLUs whose work the producer's device forward does.
+
+    A pair is a Convolution or InnerProduct with one top t and a device path (``has_gpu``: a
+    3-D convolution runs on the host), and the first layer after it that reads t, which must
+    be a ReLU with negative_slope 0 computed in place (bottom t, top t). Nothing reads t in
+    between (the ReLU is its first reader), so no layer sees the difference. Only the device
+    methods read the flags this sets (``fuse_relu``, ``fused``), so a host run is unchanged;
+    on the device the ReLU's forward does nothing and its backward, which masks with y, is
+    unchanged (y = max(x, 0) either way)."""
+    pairs = []
+    for i, layer in enumerate(layers):
+        if (layer.type_name not in _RELU_PRODUCERS or len(top_ids[i]) != 1
+                or not layer.has_gpu):
+            continue
+        top = top_ids[i][0]
+        reader = next((j for j in range(i + 1, len(layers)) if top in bottom_ids[j]), None)
+        if reader is None:
+            continue
+        relu = layers[reader]
+        if (relu.type_name == "ReLU" and bottom_ids[reader] == [top] == top_ids[reader]
+                and relu.slope == 0):
+            pairs.append((i, reader))
+    return pairs
 
 
 def _source_layers(source):

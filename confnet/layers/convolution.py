@@ -34,6 +34,20 @@ _BATCH_LAST_MIN_IMAGES = 16
 # the buffer is rebuilt in backward instead of kept from forward), so big nets fit in memory.
 _COL_BUDGET = 256 << 20
 
+# The implicit-GEMM kernels (cuda/convolution.cu): 64x64 output tiles, 256 threads a block,
+# 16 steps of depth a stage.
+_IG_TILE, _IG_THREADS, _IG_STEP = 64, 256, 16
+# The device takes the implicit path when the output product has at least this many tiles
+# (Convolution._device_path).
+_IMPLICIT_MIN_TILES = blas.GEMM_SMS // 4
+# The implicit data gradient multiplies stride_h stride_w times more terms than it needs (the
+# inexact ones are zeros): strided layers compute dx through the column gradient instead.
+_IMPLICIT_DX_MAX_STRIDE = 1
+# The implicit weight gradient splits its reduction over the batch until about this many
+# blocks run, each summing at least _DW_MIN_SLICE columns (images x positions).
+_DW_BLOCKS = 256
+_DW_MIN_SLICE = 4096
+
 
 @register_layer("Convolution")
 class Convolution(Layer):
@@ -61,10 +75,22 @@ class Convolution(Layer):
     (host or device) the layer runs on.
 
     On the device (1-D and 2-D; with more spatial axes the layer runs its host path) the same
-    products run as ``blas.gemm`` calls over columns ordered (n, o) (``cuda/convolution.cu``):
-    forward, per group, one product batched over the images, Y[b]_g = W_g @ col_g[:, bP:(b+1)P],
-    written straight into y; backward transposes dY to (M, n P) once, then dW_g += dY_g @ col_g^T
-    and dcol_g = W_g^T @ dY_g are one product each, and col2im gathers dx without atomics.
+    products take one of three paths (``_device_path``, kernels in ``cuda/convolution.cu``):
+
+    - implicit GEMM (large products): forward, dW and dx (stride 1) are tiled products whose
+      column tiles are gathered from x (dy) in shared memory, so a training step allocates no
+      column buffer; bias and the fused ReLU are applied in the forward's epilogue. dW splits its
+      reduction over the batch into slices added in a fixed order. Strided layers compute dx
+      through the column gradient (below), which the gather would fill with zeros.
+    - 1x1 (kernel 1, stride 1, no pad): y_g = W_g @ x_g and dx_g = W_g^T @ dY_g are
+      ``blas.gemm`` calls batched over the images, on x and dy as they lie; dW implicit.
+    - im2col: ``blas.gemm`` over columns ordered (n, o): forward, per group, one product batched
+      over the images, Y[b]_g = W_g @ col_g[:, bP:(b+1)P], written straight into y; backward
+      transposes dY to (M, n P) once, then dW_g += dY_g @ col_g^T and dcol_g = W_g^T @ dY_g are
+      one product each, and col2im gathers dx without atomics.
+
+    The GEMM paths add the bias (and apply a fused ReLU, ``fuse_relu``, set by the net) in
+    ``blas.gemm``'s epilogue.
 
     Settings: num_output, bias_term, kernel_size / stride / pad / dilation (one value for every
     axis or one per axis; kernel_h/_w, stride_h/_w, pad_h/_w in 2-D), group, weight_filler,
@@ -102,6 +128,10 @@ class Convolution(Layer):
         # transposed output gradient and the column gradient of backward.
         self._col_blobs = []
         self._dy_rows, self._dcol = self.new_blob(), self.new_blob()
+        self._dw_partial = self.new_blob()   # the implicit weight gradient's partial sums
+        # Set by the net (confnet/net.py, fuse_relu_layers) when the in-place ReLU that follows
+        # is fused: the device forward then applies max(y, 0) in its epilogue.
+        self.fuse_relu = False
         self.bias_term = p.bias_term
         if self.bias_term:
             self.add_param_blob((self.num_output,), p.bias_filler)
@@ -409,63 +439,235 @@ class Convolution(Layer):
         self.launch_1d("convolution_im2col", self.channels * n * int(np.prod(self.out)), x_ptr,
                        np.int32(n), np.int32(self.channels), *geometry, col_ptr)
 
+    def _is_1x1(self):
+        """Kernel 1, stride 1, no padding: the columns are x itself."""
+        return (all(k == 1 for k in self.kernel) and all(s == 1 for s in self.stride)
+                and not any(self.pad))
+
+    def _device_path(self, n):
+        """How the device convolves a batch of ``n`` images (forward and backward agree):
+
+        - "1x1": plain GEMMs on x and dy as they lie (no columns, no gather);
+        - "implicit": the implicit-GEMM kernels, which gather the column tiles from x (dy) in
+          shared memory instead of writing and reading a C K n P column buffer;
+        - "im2col": columns, then ``blas.gemm``.
+
+        The implicit kernels have one tile shape, 64x64, so they are taken when the output
+        product has at least _IMPLICIT_MIN_TILES of those tiles (a quarter of the SMs' worth,
+        the bound below which ``blas.choose_gemm`` turns to 16x16 tiles to spread a small
+        product over more SMs). Smaller products keep the column path: their buffer is small,
+        and the GEMM's small tiles keep more SMs busy. With TF32 allowed (``blas.set_tf32``, on
+        by default in a device solver) the column path's products may run on tensor cores,
+        which the float32 implicit kernels do not use, so it is kept unless the batch's column
+        buffer exceeds _COL_BUDGET (where the column path would run chunk by chunk and rebuild
+        the columns in backward). The column buffer avoided is C K n P floats, written once and
+        read once per product (and kept from forward to backward in training); the rule has not
+        been timed on a GPU yet."""
+        if self._is_1x1():
+            return "1x1"
+        implicit = self._implicit_pays(self.num_output // self.group, n * int(np.prod(self.out)),
+                                       len(self._chunks(n)) > 1)
+        return "implicit" if implicit else "im2col"
+
+    def _implicit_pays(self, rows, cols, over_budget):
+        """Whether a rows x cols product per group takes the implicit kernels (see
+        ``_device_path``); ``over_budget``: the column buffer would exceed _COL_BUDGET."""
+        tiles = _cdiv(rows, _IG_TILE) * _cdiv(cols, _IG_TILE) * self.group
+        return tiles >= _IMPLICIT_MIN_TILES and (over_budget or not blas.tf32_enabled())
+
+    def _bias_ptr(self, group=0):
+        """The device bias of output channels group * M/G on (for a GEMM's epilogue), or None."""
+        if not self.bias_term:
+            return None
+        return self.blobs[1].gpu_data + 4 * group * (self.num_output // self.group)
+
     def forward_gpu(self, bottom, top):
+        spatial = bottom[0].shape[2:]
+        for i, (x, y) in enumerate(zip(bottom, top)):
+            n = x.shape[0]
+            path = self._device_path(n)
+            self._device_cols[i] = False
+            # Every path adds the bias (and applies the fused ReLU) in its product's epilogue.
+            if path == "implicit":
+                self._implicit_forward(x.gpu_data, n, spatial, self.out, self.channels,
+                                       self.num_output, self.blobs[0].gpu_data,
+                                       self._bias_ptr() or 0, self.fuse_relu,
+                                       y.mutable_gpu_data)
+            elif path == "1x1":
+                self._forward_1x1(x.gpu_data, n, y.mutable_gpu_data)
+            else:
+                self._im2col_forward(i, x, y)
+
+    def _forward_1x1(self, x_ptr, n, y_ptr):
+        """y[b, group] (mg, P) = W_group (mg, cg) @ x[b, group] (cg, P) (+ b, ReLU), batched on
+        b."""
+        m, c, g, p = self.num_output, self.channels, self.group, int(np.prod(self.out))
+        mg, cg, weight = m // g, c // g, self.blobs[0].gpu_data
+        for group in range(g):
+            blas.gemm(False, False, mg, p, cg, 1.0, weight + 4 * group * mg * cg,
+                      x_ptr + 4 * group * cg * p, 0.0, y_ptr + 4 * group * mg * p,
+                      batch=n, stride_b=c * p, stride_c=m * p, bias=self._bias_ptr(group),
+                      relu=self.fuse_relu)
+
+    def _im2col_forward(self, i, x, y):
         m, g = self.num_output, self.group
         mg, ckg = m // g, self.channels // g * int(np.prod(self.kernel))
-        p, spatial = int(np.prod(self.out)), bottom[0].shape[2:]
+        p, spatial = int(np.prod(self.out)), x.shape[2:]
         image_in, image_out = self.channels * int(np.prod(spatial)), m * p
         weight = self.blobs[0].gpu_data
-        for i, (x, y) in enumerate(zip(bottom, top)):
-            chunks = self._chunks(x.shape[0])
-            keep = len(chunks) == 1 and self.phase == TRAIN
-            x_ptr, y_ptr = x.gpu_data, y.mutable_gpu_data
-            for images in chunks:
-                start, n = images.start, len(range(x.shape[0])[images])
-                col = self._col_blob(i if keep else 0, self._col_shape(n)).mutable_gpu_data
-                self._device_im2col(x_ptr + 4 * start * image_in, n, spatial, col)
-                for group in range(g):
-                    # y[b, group] (mg, P) = W_group (mg, ckg) @ columns of image b, batched on b.
-                    blas.gemm(False, False, mg, p, ckg, 1.0, weight + 4 * group * mg * ckg,
-                              col + 4 * group * ckg * n * p, 0.0,
-                              y_ptr + 4 * (start * image_out + group * mg * p),
-                              ldb=n * p, ldc=p, batch=n, stride_b=p, stride_c=image_out)
-            self._device_cols[i] = keep
-            if self.bias_term:
-                blas.bias_forward(x.shape[0], m, p, self.blobs[1].gpu_data, y_ptr)
+        chunks = self._chunks(x.shape[0])
+        keep = len(chunks) == 1 and self.phase == TRAIN
+        x_ptr, y_ptr = x.gpu_data, y.mutable_gpu_data
+        for images in chunks:
+            start, n = images.start, len(range(x.shape[0])[images])
+            col = self._col_blob(i if keep else 0, self._col_shape(n)).mutable_gpu_data
+            self._device_im2col(x_ptr + 4 * start * image_in, n, spatial, col)
+            for group in range(g):
+                # y[b, group] (mg, P) = W_group (mg, ckg) @ columns of image b, batched on b.
+                blas.gemm(False, False, mg, p, ckg, 1.0, weight + 4 * group * mg * ckg,
+                          col + 4 * group * ckg * n * p, 0.0,
+                          y_ptr + 4 * (start * image_out + group * mg * p),
+                          ldb=n * p, ldc=p, batch=n, stride_b=p, stride_c=image_out,
+                          bias=self._bias_ptr(group), relu=self.fuse_relu)
+        self._device_cols[i] = keep
 
     def backward_gpu(self, top, propagate_down, bottom):
+        m, spatial = self.num_output, bottom[0].shape[2:]
+        p = int(np.prod(self.out))
+        for i, (y, x) in enumerate(zip(top, bottom)):
+            n, dy = x.shape[0], y.gpu_diff
+            if self.bias_term:
+                blas.bias_backward(n, m, p, dy, self.blobs[1].mutable_gpu_diff)
+            path = self._device_path(n)
+            if path == "im2col":
+                self._im2col_backward(i, y, x, propagate_down[i])
+                continue
+            self._implicit_weight_grad(x.gpu_data, dy, n, spatial, self.out, self.channels,
+                                       m, self.blobs[0].mutable_gpu_diff)
+            if not propagate_down[i]:
+                continue
+            if path == "1x1":
+                self._backward_data_1x1(dy, n, x.mutable_gpu_diff)
+            elif max(self.stride) <= _IMPLICIT_DX_MAX_STRIDE:
+                self._implicit_data_grad(dy, n, spatial, self.out, self.channels, m,
+                                         self.blobs[0].gpu_data, x.mutable_gpu_diff)
+            else:
+                self._column_data_grad(x, dy)
+
+    def _backward_data_1x1(self, dy, n, dx):
+        """dx[b, group] (cg, P) = W_group^T (cg, mg) @ dy[b, group] (mg, P), batched on b."""
+        m, c, g, p = self.num_output, self.channels, self.group, int(np.prod(self.out))
+        mg, cg, weight = m // g, c // g, self.blobs[0].gpu_data
+        for group in range(g):
+            blas.gemm(True, False, cg, p, mg, 1.0, weight + 4 * group * mg * cg,
+                      dy + 4 * group * mg * p, 0.0, dx + 4 * group * cg * p,
+                      batch=n, stride_b=m * p, stride_c=c * p)
+
+    def _column_data_grad(self, x, dy):
+        """dx = col2im(W^T dY) through the column gradient, a chunk of images at a time: the
+        data gradient of strided layers, where the implicit gather would multiply zeros."""
         m, g = self.num_output, self.group
         mg, ckg = m // g, self.channels // g * int(np.prod(self.kernel))
-        p, spatial = int(np.prod(self.out)), bottom[0].shape[2:]
+        p, spatial = int(np.prod(self.out)), x.shape[2:]
         image_in, image_out = self.channels * int(np.prod(spatial)), m * p
-        weight = self.blobs[0]
-        for i, (y, x) in enumerate(zip(top, bottom)):
-            dy = y.gpu_diff
-            if self.bias_term:
-                blas.bias_backward(x.shape[0], m, p, dy, self.blobs[1].mutable_gpu_diff)
-            for images in self._chunks(x.shape[0]):
-                start, n = images.start, len(range(x.shape[0])[images])
-                if self._device_cols[i]:
-                    col = self._col_blobs[i].gpu_data
-                else:
-                    col = self._col_blob(0, self._col_shape(n)).mutable_gpu_data
-                    self._device_im2col(x.gpu_data + 4 * start * image_in, n, spatial, col)
-                self._dy_rows.reshape((m, n * p))
-                dy_rows = self._dy_rows.mutable_gpu_data
-                self.launch_1d("convolution_dy_to_rows", m * n * p, dy + 4 * start * image_out,
-                               np.int32(n), np.int32(m), np.int32(p), dy_rows)
-                dw = weight.mutable_gpu_diff
-                for group in range(g):   # dW_group (mg, ckg) += dY_group (mg, nP) @ col^T
-                    blas.gemm(False, True, mg, ckg, n * p, 1.0, dy_rows + 4 * group * mg * n * p,
-                              col + 4 * group * ckg * n * p, 1.0, dw + 4 * group * mg * ckg)
-                if propagate_down[i]:
-                    self._dcol.reshape((g * ckg, n * p))
-                    dcol, w = self._dcol.mutable_gpu_data, weight.gpu_data
-                    for group in range(g):   # dcol_group (ckg, nP) = W_group^T @ dY_group
-                        blas.gemm(True, False, ckg, n * p, mg, 1.0, w + 4 * group * mg * ckg,
-                                  dy_rows + 4 * group * mg * n * p, 0.0,
-                                  dcol + 4 * group * ckg * n * p)
-                    geometry = self._geometry_2d(spatial)
-                    self.launch_1d("convolution_col2im", n * image_in, dcol, np.int32(n),
-                                   np.int32(self.channels), *geometry,
-                                   x.mutable_gpu_diff + 4 * start * image_in)
+        geometry, w = self._geometry_2d(spatial), self.blobs[0].gpu_data
+        for images in self._chunks(x.shape[0]):
+            start, n = images.start, len(range(x.shape[0])[images])
+            self._dcol.reshape((g * ckg, n * p))
+            dcol = self._dcol.mutable_gpu_data
+            for group in range(g):   # dcol_group[:, bP:(b+1)P] = W_group^T @ dY[b, group]
+                blas.gemm(True, False, ckg, p, mg, 1.0, w + 4 * group * mg * ckg,
+                          dy + 4 * (start * image_out + group * mg * p), 0.0,
+                          dcol + 4 * group * ckg * n * p,
+                          ldc=n * p, batch=n, stride_b=image_out, stride_c=p)
+            self.launch_1d("convolution_col2im", n * image_in, dcol, np.int32(n),
+                           np.int32(self.channels), *geometry,
+                           x.mutable_gpu_diff + 4 * start * image_in)
+
+    def _im2col_backward(self, i, y, x, down):
+        m, g = self.num_output, self.group
+        mg, ckg = m // g, self.channels // g * int(np.prod(self.kernel))
+        p, spatial = int(np.prod(self.out)), x.shape[2:]
+        image_in, image_out = self.channels * int(np.prod(spatial)), m * p
+        weight, dy = self.blobs[0], y.gpu_diff
+        for images in self._chunks(x.shape[0]):
+            start, n = images.start, len(range(x.shape[0])[images])
+            if self._device_cols[i]:
+                col = self._col_blobs[i].gpu_data
+            else:
+                col = self._col_blob(0, self._col_shape(n)).mutable_gpu_data
+                self._device_im2col(x.gpu_data + 4 * start * image_in, n, spatial, col)
+            self._dy_rows.reshape((m, n * p))
+            dy_rows = self._dy_rows.mutable_gpu_data
+            self.launch_1d("convolution_dy_to_rows", m * n * p, dy + 4 * start * image_out,
+                           np.int32(n), np.int32(m), np.int32(p), dy_rows)
+            dw = weight.mutable_gpu_diff
+            for group in range(g):   # dW_group (mg, ckg) += dY_group (mg, nP) @ col^T
+                blas.gemm(False, True, mg, ckg, n * p, 1.0, dy_rows + 4 * group * mg * n * p,
+                          col + 4 * group * ckg * n * p, 1.0, dw + 4 * group * mg * ckg)
+            if down:
+                self._dcol.reshape((g * ckg, n * p))
+                dcol, w = self._dcol.mutable_gpu_data, weight.gpu_data
+                for group in range(g):   # dcol_group (ckg, nP) = W_group^T @ dY_group
+                    blas.gemm(True, False, ckg, n * p, mg, 1.0, w + 4 * group * mg * ckg,
+                              dy_rows + 4 * group * mg * n * p, 0.0,
+                              dcol + 4 * group * ckg * n * p)
+                geometry = self._geometry_2d(spatial)
+                self.launch_1d("convolution_col2im", n * image_in, dcol, np.int32(n),
+                               np.int32(self.channels), *geometry,
+                               x.mutable_gpu_diff + 4 * start * image_in)
+
+    # -- implicit GEMM launchers (cuda/convolution.cu) --------------------------------------------
+    # Written for a convolution of ``channels`` -> ``outputs`` channels from maps of size
+    # ``conv_in`` to ``conv_out`` with this layer's kernel geometry and groups, with the weight
+    # laid out (outputs, channels / G, *kernel): Convolution calls them with its own sizes,
+    # Deconvolution (whose forward is a convolution's data gradient) with the roles swapped.
+    def _launch_implicit(self, name, grid, n, conv_in, conv_out, channels, outputs, *args):
+        self.launch(name, grid, _IG_THREADS, np.int32(n), np.int32(channels),
+                    *self._geometry_2d(conv_in, conv_out), np.int32(outputs),
+                    np.int32(self.group), *args)
+
+    def _implicit_forward(self, x, n, conv_in, conv_out, channels, outputs, weight, bias, relu,
+                          y):
+        """y (n, outputs, *conv_out) = conv(x (n, channels, *conv_in)) (+ bias, then ReLU)."""
+        cols = n * int(np.prod(conv_out))
+        grid = (_cdiv(cols, _IG_TILE), _cdiv(outputs // self.group, _IG_TILE), self.group)
+        self._launch_implicit("convolution_forward_implicit_v1", grid, n, conv_in, conv_out,
+                              channels, outputs, x, weight, bias, np.int32(bool(relu)), y)
+
+    def _implicit_weight_grad(self, x, dy, n, conv_in, conv_out, channels, outputs, dw):
+        """dw (outputs, channels / G, *kernel) += dY col(x)^T, summed over the n images.
+
+        When dW has fewer 64x64 tiles than _DW_BLOCKS, the reduction over the n P columns is
+        split into slices of at least _DW_MIN_SLICE columns, one block column each, whose
+        partial sums (a layer-owned blob of slices x the weight) are added in a fixed order by a
+        second kernel: deterministic, and enough blocks for a GPU when the weight is small."""
+        cols = n * int(np.prod(conv_out))
+        mg, depth = outputs // self.group, channels // self.group * int(np.prod(self.kernel))
+        tiles = _cdiv(mg, _IG_TILE) * _cdiv(depth, _IG_TILE) * self.group
+        slices = max(1, min(_cdiv(_DW_BLOCKS, tiles), cols // _DW_MIN_SLICE))
+        slice_len = _cdiv(_cdiv(cols, slices), _IG_STEP) * _IG_STEP
+        slices = _cdiv(cols, slice_len)
+        grid = (_cdiv(depth, _IG_TILE), _cdiv(mg, _IG_TILE), self.group * slices)
+        count = outputs * depth
+        out = dw
+        if slices > 1:
+            self._dw_partial.reshape((slices, count))
+            out = self._dw_partial.mutable_gpu_data
+        self._launch_implicit("convolution_weight_grad_implicit_v1", grid, n, conv_in, conv_out,
+                              channels, outputs, np.int32(slice_len), x, dy, out,
+                              np.int32(slices == 1))
+        if slices > 1:
+            self.launch_1d("convolution_weight_grad_reduce", count, out, np.int32(slices), dw)
+
+    def _implicit_data_grad(self, dy, n, conv_in, conv_out, channels, outputs, weight, dx):
+        """dx (n, channels, *conv_in) = the adjoint of the convolution applied to dy (n,
+        outputs, *conv_out), gathered per x cell (overwrites dx)."""
+        cols = n * int(np.prod(conv_in))
+        grid = (_cdiv(cols, _IG_TILE), _cdiv(channels // self.group, _IG_TILE), self.group)
+        self._launch_implicit("convolution_backward_data_implicit_v1", grid, n, conv_in,
+                              conv_out, channels, outputs, dy, weight, dx)
+
+
+def _cdiv(a, b):
+    return -(-int(a) // int(b))

@@ -32,10 +32,15 @@ class Deconvolution(convolution.Convolution):
 
     On the device (1-D and 2-D, as Convolution; more spatial axes run the host path) the
     same products run over Convolution's kernels (``cuda/convolution.cu``) with the roles of
-    its passes swapped: forward is Convolution's backward-data, col_g = W_g^T @ x_g batched
-    over the images, then ``convolution_col2im`` gathers y; backward is its forward,
-    dcol = ``convolution_im2col``(dy), dx_g = W_g @ dcol_g batched over the images, and
-    dW_g += x_g @ dcol_g^T with x transposed once to (C, n P) (``convolution_dy_to_rows``).
+    its passes swapped. Large products (Convolution's rule, ``_device_path``) take the
+    implicit-GEMM kernels, with no column buffer: forward is the convolution's implicit data
+    gradient (a gather per y cell; with a stride above 1 it would multiply zeros, so strided
+    layers take the column path for forward), dW its implicit weight gradient with x and dy
+    swapped, and dx its implicit forward on dy. Otherwise, the column path: forward is
+    Convolution's backward-data, col_g = W_g^T @ x_g batched over the images, then
+    ``convolution_col2im`` gathers y; backward is its forward, dcol =
+    ``convolution_im2col``(dy), dx_g = W_g @ dcol_g batched over the images, and dW_g += x_g @
+    dcol_g^T with x transposed once to (C, n P) (``convolution_dy_to_rows``).
 
     Settings: those of Convolution (num_output, bias_term, kernel_size / stride / pad /
     dilation with the _h/_w forms, group, weight_filler incl. "bilinear", bias_filler; axis 1
@@ -116,56 +121,88 @@ class Deconvolution(convolution.Convolution):
         return (mgk, self.channels // self.group, int(np.prod(self.spatial)),
                 int(np.prod(self.out)))
 
+    def _device_path(self, n):
+        """"implicit" or "im2col", by Convolution's rule applied to the forward product (M/G
+        rows, n Q columns)."""
+        implicit = self._implicit_pays(self.num_output // self.group,
+                                       n * int(np.prod(self.out)), len(self._chunks(n)) > 1)
+        return "implicit" if implicit else "im2col"
+
     def forward_gpu(self, bottom, top):
+        c, m = self.channels, self.num_output
+        for x, y in zip(bottom, top):
+            n = x.shape[0]
+            if (self._device_path(n) == "implicit"
+                    and max(self.stride) <= convolution._IMPLICIT_DX_MAX_STRIDE):
+                # A convolution's data gradient, M -> C channels from maps of size out to
+                # spatial, with the roles of x and dy swapped.
+                self._implicit_data_grad(x.gpu_data, n, self.out, self.spatial, m, c,
+                                         self.blobs[0].gpu_data, y.mutable_gpu_data)
+            else:
+                self._column_forward(x, y)
+            if self.bias_term:
+                blas.bias_forward(n, m, int(np.prod(self.out)), self.blobs[1].gpu_data,
+                                  y.mutable_gpu_data)
+
+    def _column_forward(self, x, y):
         mgk, cg, p, q = self._device_sizes()
         c, m = self.channels, self.num_output
         weight = self.blobs[0].gpu_data
         geometry = self._geometry_2d(self.out, self.spatial)
-        for x, y in zip(bottom, top):
-            x_ptr, y_ptr = x.gpu_data, y.mutable_gpu_data
-            for images in self._chunks(x.shape[0]):
-                start, n = images.start, len(range(x.shape[0])[images])
-                col = self._col_blob(0, (self.group * mgk, n * p)).mutable_gpu_data
-                for group in range(self.group):
-                    # col_group[:, bP:(b+1)P] (mgk, P) = W_group^T @ x[b, group], batched on b.
-                    blas.gemm(True, False, mgk, p, cg, 1.0, weight + 4 * group * cg * mgk,
-                              x_ptr + 4 * (start * c * p + group * cg * p), 0.0,
-                              col + 4 * group * mgk * n * p,
-                              ldc=n * p, batch=n, stride_b=c * p, stride_c=p)
-                self.launch_1d("convolution_col2im", n * m * q, col, np.int32(n), np.int32(m),
-                               *geometry, y_ptr + 4 * start * m * q)
-            if self.bias_term:
-                blas.bias_forward(x.shape[0], m, q, self.blobs[1].gpu_data, y_ptr)
+        x_ptr, y_ptr = x.gpu_data, y.mutable_gpu_data
+        for images in self._chunks(x.shape[0]):
+            start, n = images.start, len(range(x.shape[0])[images])
+            col = self._col_blob(0, (self.group * mgk, n * p)).mutable_gpu_data
+            for group in range(self.group):
+                # col_group[:, bP:(b+1)P] (mgk, P) = W_group^T @ x[b, group], batched on b.
+                blas.gemm(True, False, mgk, p, cg, 1.0, weight + 4 * group * cg * mgk,
+                          x_ptr + 4 * (start * c * p + group * cg * p), 0.0,
+                          col + 4 * group * mgk * n * p,
+                          ldc=n * p, batch=n, stride_b=c * p, stride_c=p)
+            self.launch_1d("convolution_col2im", n * m * q, col, np.int32(n), np.int32(m),
+                           *geometry, y_ptr + 4 * start * m * q)
 
     def backward_gpu(self, top, propagate_down, bottom):
+        c, m, q = self.channels, self.num_output, int(np.prod(self.out))
+        for y, x, down in zip(top, bottom, propagate_down):
+            n, dy = x.shape[0], y.gpu_diff
+            if self.bias_term:
+                blas.bias_backward(n, m, q, dy, self.blobs[1].mutable_gpu_diff)
+            if self._device_path(n) != "implicit":
+                self._column_backward(y, x, down)
+                continue
+            # dW: a convolution's weight gradient with x and dy swapped; dx: its forward on dy.
+            self._implicit_weight_grad(dy, x.gpu_data, n, self.out, self.spatial, m, c,
+                                       self.blobs[0].mutable_gpu_diff)
+            if down:
+                self._implicit_forward(dy, n, self.out, self.spatial, m, c,
+                                       self.blobs[0].gpu_data, 0, False, x.mutable_gpu_diff)
+
+    def _column_backward(self, y, x, down):
         mgk, cg, p, q = self._device_sizes()
         c, m = self.channels, self.num_output
-        weight = self.blobs[0]
+        weight, dy = self.blobs[0], y.gpu_diff
         geometry = self._geometry_2d(self.out, self.spatial)
-        for y, x, down in zip(top, bottom, propagate_down):
-            dy = y.gpu_diff
-            if self.bias_term:
-                blas.bias_backward(x.shape[0], m, q, dy, self.blobs[1].mutable_gpu_diff)
-            for images in self._chunks(x.shape[0]):
-                start, n = images.start, len(range(x.shape[0])[images])
-                self._dcol.reshape((self.group * mgk, n * p))
-                dcol = self._dcol.mutable_gpu_data
-                self.launch_1d("convolution_im2col", m * n * p, dy + 4 * start * m * q,
-                               np.int32(n), np.int32(m), *geometry, dcol)
-                self._dy_rows.reshape((c, n * p))   # here: x with the images side by side
-                x_rows = self._dy_rows.mutable_gpu_data
-                self.launch_1d("convolution_dy_to_rows", c * n * p, x.gpu_data + 4 * start * c * p,
-                               np.int32(n), np.int32(c), np.int32(p), x_rows)
-                dw = weight.mutable_gpu_diff
-                for group in range(self.group):   # dW_group (cg, mgk) += x_group @ dcol^T
-                    blas.gemm(False, True, cg, mgk, n * p, 1.0, x_rows + 4 * group * cg * n * p,
-                              dcol + 4 * group * mgk * n * p, 1.0, dw + 4 * group * cg * mgk)
-                if not down:
-                    continue
-                w, dx = weight.gpu_data, x.mutable_gpu_diff
-                for group in range(self.group):
-                    # dx[b, group] (cg, P) = W_group @ dcol_group[:, bP:(b+1)P], batched on b.
-                    blas.gemm(False, False, cg, p, mgk, 1.0, w + 4 * group * cg * mgk,
-                              dcol + 4 * group * mgk * n * p, 0.0,
-                              dx + 4 * (start * c * p + group * cg * p),
-                              ldb=n * p, ldc=p, batch=n, stride_b=p, stride_c=c * p)
+        for images in self._chunks(x.shape[0]):
+            start, n = images.start, len(range(x.shape[0])[images])
+            self._dcol.reshape((self.group * mgk, n * p))
+            dcol = self._dcol.mutable_gpu_data
+            self.launch_1d("convolution_im2col", m * n * p, dy + 4 * start * m * q,
+                           np.int32(n), np.int32(m), *geometry, dcol)
+            self._dy_rows.reshape((c, n * p))   # here: x with the images side by side
+            x_rows = self._dy_rows.mutable_gpu_data
+            self.launch_1d("convolution_dy_to_rows", c * n * p, x.gpu_data + 4 * start * c * p,
+                           np.int32(n), np.int32(c), np.int32(p), x_rows)
+            dw = weight.mutable_gpu_diff
+            for group in range(self.group):   # dW_group (cg, mgk) += x_group @ dcol^T
+                blas.gemm(False, True, cg, mgk, n * p, 1.0, x_rows + 4 * group * cg * n * p,
+                          dcol + 4 * group * mgk * n * p, 1.0, dw + 4 * group * cg * mgk)
+            if not down:
+                continue
+            w, dx = weight.gpu_data, x.mutable_gpu_diff
+            for group in range(self.group):
+                # dx[b, group] (cg, P) = W_group @ dcol_group[:, bP:(b+1)P], batched on b.
+                blas.gemm(False, False, cg, p, mgk, 1.0, w + 4 * group * cg * mgk,
+                          dcol + 4 * group * mgk * n * p, 0.0,
+                          dx + 4 * (start * c * p + group * cg * p),
+                          ldb=n * p, ldc=p, batch=n, stride_b=p, stride_c=c * p)

@@ -20,8 +20,10 @@ class InnerProduct(Layer):
     backward: dx = dy W (dy W^T with transpose), dW += dy^T x (x^T dy with transpose),
               db += sum over rows of dy.
 
-    On the device every product is one ``blas.gemm`` (row-major, as numpy) and the bias a
-    per-column add and a deterministic column sum (``cuda/math.cu``).
+    On the device every product is one ``blas.gemm`` (row-major, as numpy); forward adds the
+    bias per column in the product's epilogue (and max(y, 0) when the net fused the in-place ReLU
+    that follows into this layer: ``fuse_relu``, see confnet/net.py); db is a deterministic
+    column sum (``cuda/math.cu``).
     """
 
     params = ("inner_product_param",)
@@ -42,6 +44,7 @@ class InnerProduct(Layer):
         self.bias_term = p.bias_term
         if self.bias_term:
             self.add_param_blob((self.num_output,), p.bias_filler)
+        self.fuse_relu = False   # set by the net: the device forward applies the next ReLU
 
     def _axis(self, blob, axis):
         n = blob.num_axes
@@ -80,11 +83,11 @@ class InnerProduct(Layer):
 
     def forward_gpu(self, bottom, top):
         rows, k, n = bottom[0].count // self.inputs, self.inputs, self.num_output
-        # y (rows, N) = x (rows, K) @ W^T, W stored (N, K); with transpose W is stored (K, N).
+        # y (rows, N) = x (rows, K) @ W^T + b, W stored (N, K); with transpose W is stored (K, N).
         blas.gemm(False, not self.transpose, rows, n, k, 1.0, bottom[0].gpu_data,
-                  self.blobs[0].gpu_data, 0.0, top[0].mutable_gpu_data)
-        if self.bias_term:
-            blas.bias_forward(rows, n, 1, self.blobs[1].gpu_data, top[0].mutable_gpu_data)
+                  self.blobs[0].gpu_data, 0.0, top[0].mutable_gpu_data,
+                  bias=self.blobs[1].gpu_data if self.bias_term else None, bias_per="col",
+                  relu=self.fuse_relu)
 
     def backward_gpu(self, top, propagate_down, bottom):
         rows, k, n = bottom[0].count // self.inputs, self.inputs, self.num_output

@@ -15,6 +15,10 @@ class ReLU(Neuron):
     In place the bottom data holds y afterwards, which is > 0 exactly where x > 0 as long as
     negative_slope >= 0; for a negative slope in place, forward keeps the mask x > 0 (Caffe's
     gradient is wrong there).
+
+    Fused (``fused``, set by the net in confnet/net.py when this ReLU is in place with slope 0
+    right after a Convolution or InnerProduct whose device forward applies it): the device
+    forward does nothing; backward is unchanged, as it reads y, which is max(x, 0) either way.
     """
 
     params = ("relu_param",)
@@ -25,6 +29,7 @@ class ReLU(Neuron):
         self.slope = float(self.param.relu_param.negative_slope)
         self.positive = None
         self.mask = None   # device: the mask x > 0 of an in-place ReLU with a negative slope
+        self.fused = False   # set by the net: the layer below applies this ReLU on the device
 
     def forward_cpu(self, bottom, top):
         x = bottom[0].data
@@ -46,6 +51,8 @@ class ReLU(Neuron):
                 bottom[0].diff[...] = np.where(positive, dy, dy * self.slope)
 
     def forward_gpu(self, bottom, top):
+        if self.fused:
+            return
         x = bottom[0]
         # In place with a negative slope, y no longer tells the sign of x: keep the mask x > 0.
         if self.slope < 0 and x is top[0]:

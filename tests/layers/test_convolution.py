@@ -280,3 +280,84 @@ def test_only_one_and_two_spatial_axes_have_a_device_path():
     assert not layer((1, 2, 5, 4, 3)).has_gpu
     assert layer((1, 2, 5, 4), "Deconvolution").has_gpu
     assert not layer((1, 2, 5, 4, 3), "Deconvolution").has_gpu
+
+
+# -- the device's implicit-GEMM and 1x1 paths --------------------------------------------------
+def force_implicit(monkeypatch, dx_max_stride=1):
+    """Every layer on the implicit path (the rule would keep these small ones on im2col); the
+    implicit data gradient up to ``dx_max_stride``."""
+    monkeypatch.setattr(convolution, "_IMPLICIT_MIN_TILES", 0)
+    monkeypatch.setattr(convolution, "_IMPLICIT_DX_MAX_STRIDE", dx_max_stride)
+
+
+IMPLICIT_CASES = [   # odd sizes; pad, stride, dilation, groups, non-square kernels
+    ({"num_output": 5, "kernel_size": 3, "pad": 1}, (3, 3, 7, 6)),
+    ({"num_output": 4, "kernel_h": 3, "kernel_w": 2, "pad_h": 2, "pad_w": 1, "stride_h": 2,
+      "stride_w": 3}, (1, 2, 9, 11)),
+    ({"num_output": 6, "kernel_h": 2, "kernel_w": 3, "group": 3, "dilation": 2, "pad": 1},
+     (3, 9, 8, 7)),
+    ({"num_output": 70, "kernel_size": 3, "stride": 2, "group": 2, "bias_term": "false"},
+     (1, 34, 9, 9)),   # more than a 64-row tile of outputs, and of depth (17 x 9)
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dx_max_stride", [1, 3], ids=["column-dx", "implicit-dx"])
+@pytest.mark.parametrize("settings, shape", IMPLICIT_CASES)
+def test_gpu_implicit_gemm(device, settings, shape, dx_max_stride, monkeypatch):
+    # Forward, dW and (for stride 1, or every stride with dx_max_stride 3) dx without columns;
+    # strided layers otherwise take dx through the column gradient.
+    force_implicit(monkeypatch, dx_max_stride)
+    check_layer_gpu(conv_text(**settings, **FILLED), [RNG.normal(size=shape)], device=device,
+                    rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_implicit_weight_gradient_split_over_the_batch(device, monkeypatch):
+    # Slices of 16 columns: 3 images x 42 positions give 8 partial sums, added by the second
+    # kernel; the last slice is short.
+    force_implicit(monkeypatch)
+    monkeypatch.setattr(convolution, "_DW_MIN_SLICE", 16)
+    check_layer_gpu(conv_text(num_output=3, kernel_size=3, pad=1, **FILLED),
+                    [RNG.normal(size=(3, 2, 7, 6))], device=device, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("settings, shape", [
+    ({"num_output": 6, "kernel_size": 1, "group": 3}, (3, 9, 5, 7)),
+    ({"num_output": 5, "kernel_size": 1, "bias_term": "false"}, (1, 3, 4, 3)),
+    ({"num_output": 4, "kernel_size": 1, "group": 2}, (3, 2, 9)),   # 1-D
+])
+def test_gpu_one_by_one_as_plain_gemm(device, settings, shape):
+    check_layer_gpu(conv_text(**settings, **FILLED), [RNG.normal(size=shape)], device=device,
+                    rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpu_implicit_several_bottoms_and_test_phase(device, monkeypatch):
+    from confnet.layers import TEST
+    force_implicit(monkeypatch)
+    x1, x2 = RNG.normal(size=(2, 2, 5, 6)), RNG.normal(size=(2, 2, 5, 6))
+    text = conv_text(num_output=3, kernel_size=3, pad=1, **FILLED)
+    check_layer_gpu(text, [x1, x2], num_top=2, device=device, rtol=2e-5, atol=2e-5)
+    check_layer_gpu(text, [x1], phase=TEST, device=device, rtol=2e-5, atol=2e-5)
+
+
+def test_device_path_rule(monkeypatch):
+    from confnet.gpu import blas
+
+    def path(settings, shape):
+        layer = make_layer(conv_text(**settings), dtype=np.float32)
+        layer.setup(make_blobs([np.zeros(shape)], np.float32), make_blobs([[0]], np.float32))
+        return layer._device_path(shape[0])
+    assert path({"num_output": 8, "kernel_size": 1}, (2, 4, 5, 5)) == "1x1"
+    assert path({"num_output": 8, "kernel_size": 1, "stride": 2}, (2, 4, 5, 5)) == "im2col"
+    assert path({"num_output": 8, "kernel_size": 3}, (2, 4, 6, 6)) == "im2col"   # 1 tile
+    # 64 outputs x 16 images of 12 x 12 positions: 36 tiles of 64x64, at least GEMM_SMS / 4.
+    big = ({"num_output": 64, "kernel_size": 3, "pad": 1}, (16, 3, 12, 12))
+    assert path(*big) == "implicit"
+    monkeypatch.setattr(blas, "_tf32", True)
+    assert path(*big) == "im2col"
+    # ... unless the batch's columns (3 x 9 x 144 x 16 floats) exceed the budget.
+    monkeypatch.setattr(convolution, "_COL_BUDGET", 3 * 9 * 144 * 16 * 4 - 1)
+    assert path(*big) == "implicit"

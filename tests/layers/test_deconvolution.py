@@ -155,6 +155,24 @@ def test_gpu_matches_cpu(device, settings, shape):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dx_max_stride", [1, 3], ids=["column-forward", "implicit-forward"])
+@pytest.mark.parametrize("settings, shape", [
+    ({"num_output": 3, "kernel_size": 4, "stride": 2, "pad": 1}, (1, 3, 5, 4)),
+    ({"num_output": 6, "kernel_h": 3, "kernel_w": 2, "group": 2, "dilation": 2, "pad": 1},
+     (3, 4, 5, 6)),
+    ({"num_output": 70, "kernel_size": 3, "stride": 2, "group": 2, "bias_term": "false"},
+     (1, 34, 4, 3)),   # more than a 64-row tile of outputs, and of depth
+])
+def test_gpu_implicit_gemm(device, settings, shape, dx_max_stride, monkeypatch):
+    # Every layer on the implicit path: forward as the convolution's implicit data gradient
+    # (stride 1, or any with dx_max_stride 3; else the column forward), dW and dx implicit.
+    monkeypatch.setattr(deconvolution.convolution, "_IMPLICIT_MIN_TILES", 0)
+    monkeypatch.setattr(deconvolution.convolution, "_IMPLICIT_DX_MAX_STRIDE", dx_max_stride)
+    check_layer_gpu(deconv_text(**settings, **FILLED), [RNG.normal(size=shape)], device=device,
+                    rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_gpu_several_bottoms_test_phase_and_chunks(device, monkeypatch):
     x1, x2 = RNG.normal(size=(3, 2, 3, 4)), RNG.normal(size=(3, 2, 3, 4))
     text = deconv_text(num_output=3, kernel_size=3, stride=2, **FILLED)
