@@ -169,6 +169,12 @@ def _tensorboard_option(command):
         command)
 
 
+def _graph_option(command):
+    return click.option("--no-graph", "no_graph", is_flag=True, help="On a GPU, run every "
+                        "iteration eagerly instead of replaying it as a CUDA graph (overrides "
+                        "the solver's cuda_graph).")(command)
+
+
 def _seed(seed):
     if seed is not None:
         from . import rng
@@ -186,8 +192,9 @@ def _seed(seed):
 @_tensorboard_option
 @_signal_options
 @_state_options
+@_graph_option
 def train(solver_path, weights, snapshot, seed, gpu, tensorboard, sigint_effect, sighup_effect,
-          sigterm_effect, level, stages):
+          sigterm_effect, level, stages, no_graph):
     """Train the net a solver describes.
 
     \b
@@ -200,7 +207,7 @@ def train(solver_path, weights, snapshot, seed, gpu, tensorboard, sigint_effect,
     if weights and snapshot:
         raise ConfnetError("give --weights or --snapshot, not both")
     _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect,
-                  level, stages, sigterm_effect, tensorboard)
+                  level, stages, sigterm_effect, tensorboard, graph=not no_graph)
 
 
 @main.command()
@@ -213,8 +220,9 @@ def train(solver_path, weights, snapshot, seed, gpu, tensorboard, sigint_effect,
 @_tensorboard_option
 @_signal_options
 @_state_options
+@_graph_option
 def finetune(solver_path, weights, seed, gpu, tensorboard, sigint_effect, sighup_effect,
-             sigterm_effect, level, stages):
+             sigterm_effect, level, stages, no_graph):
     """Train starting from pretrained weights.
 
     \b
@@ -222,15 +230,16 @@ def finetune(solver_path, weights, seed, gpu, tensorboard, sigint_effect, sighup
       confnet finetune --solver solver.prototxt --weights pretrained.caffemodel
     """
     _run_training(solver_path, weights, None, seed, gpu, sigint_effect, sighup_effect, level,
-                  stages, sigterm_effect, tensorboard)
+                  stages, sigterm_effect, tensorboard, graph=not no_graph)
 
 
 def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop",
                   sighup_effect="snapshot", level=0, stages=(), sigterm_effect="stop",
-                  tensorboard=None):
+                  tensorboard=None, graph=True):
     """Build the solver and train; Ctrl-C, SIGTERM and SIGHUP act as the effects say; a live
     progress line on a terminal; TensorBoard scalars into ``tensorboard``. Started by
-    mpirun/srun with several ranks, data-parallel (see confnet/parallel)."""
+    mpirun/srun with several ranks, data-parallel (see confnet/parallel). ``graph=False``
+    (--no-graph) turns the solver's cuda_graph off."""
     import numpy as np
 
     from .parallel import current_job
@@ -238,7 +247,7 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
     job = current_job()
     with job.guard():
         solver = job.agree(lambda: _build_solver(job, solver_path, weights, seed, gpu, level,
-                                                 stages))
+                                                 stages, graph))
         if tensorboard and job.rank == 0:
             from .metrics import TensorBoardWriter
             solver.tensorboard = TensorBoardWriter(tensorboard)
@@ -259,7 +268,7 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
             _say_where_weights_are(solver)
 
 
-def _build_solver(job, solver_path, weights, seed, gpu, level, stages):
+def _build_solver(job, solver_path, weights, seed, gpu, level, stages, graph=True):
     """The solver the command line describes (of this rank, in a data-parallel job), with the
     --weights copied in."""
     from .proto import io
@@ -268,6 +277,8 @@ def _build_solver(job, solver_path, weights, seed, gpu, level, stages):
     _use_device(gpu, param)
     if seed is not None:
         param.random_seed = seed
+    if not graph:
+        param.cuda_graph = False
     if level:
         param.train_state.level = level
     param.train_state.stage.extend(stages)
