@@ -182,8 +182,9 @@ class GraphRunner:
     in the first iteration may take the cached block a temporary of the second needs, and a
     capture may not call the driver's allocator). The iteration after captures each segment the first time its key comes (and replays the new
     graph at once: a capture records the work, it does not run it), and later ones replay.
-    ``inputs_changed()`` drops the graphs (the net's shapes changed): the rest of that iteration
-    runs eagerly and the next one captures again, up to ``max_captures`` times in all. Anything
+    ``inputs_changed()`` drops the graphs (the net's shapes changed): that iteration and the
+    next ``warmup - 1`` run eagerly (buffers of the new shapes allocated, the pool settled), and
+    the one after captures again, up to ``max_captures`` captures in all. Anything
     that breaks a capture (``CaptureBroken``) ends graphs for the run: the segment runs again
     eagerly and one log line names the cause.
 
@@ -204,7 +205,7 @@ class GraphRunner:
         self.replays = 0
         self.off_reason = None
         self._iterations = 0
-        self._eager_now = False
+        self._capture_from = warmup   # the first iteration that may capture
 
     @property
     def enabled(self):
@@ -212,20 +213,18 @@ class GraphRunner:
 
     def iteration_done(self):
         self._iterations += 1
-        self._eager_now = False
 
     def inputs_changed(self, what):
-        """The net's input shapes changed: this iteration runs eagerly, the next recaptures."""
-        if not self.graphs:
-            return
+        """The net's input shapes changed: eager again for ``warmup`` iterations, this one
+        included, then capture again."""
         self.release()
-        self._eager_now = True
+        self._capture_from = self._iterations + self.warmup
         if self.captures >= self.max_captures:
             self.turn_off(f"the input shapes keep changing ({what}); captured "
                           f"{self.captures} times")
 
     def run(self, key, work):
-        if not self.enabled or self._eager_now or self._iterations < self.warmup:
+        if not self.enabled or self._iterations < self._capture_from:
             work()
             return
         graph = self.graphs.get(key)
