@@ -254,6 +254,8 @@ class GraphRunner:
             self.backend.abandon_capture()
             raise
         graph = self.graphs[key] = self.backend.end_capture()
+        if not self.captures:
+            log.info("Captured the training iteration as a CUDA graph; replaying it from now on")
         self.captures += 1
         return graph
 

@@ -151,7 +151,6 @@ class FakeDriver:
         known = result.value == 901
         name.contents.value = b"CUDA_ERROR_STREAM_CAPTURE_INVALIDATED" if known else None
         return 0 if known else 500
-        return 0
 
 
 def fake_cuda_backend(driver):
