@@ -44,6 +44,7 @@ can assert how many a training iteration does.
 """
 
 import collections
+import contextlib
 import os
 from importlib import resources
 
@@ -107,6 +108,8 @@ class Pool:
         self._cached = collections.defaultdict(list)   # rounded size -> free pointers
         self._size = {}                                 # live pointer -> rounded size
         self.in_use = self.peak = self.held = 0
+        self._measured = None   # while measuring: pointer -> size of blocks allocated since
+        self._live, self._most = collections.Counter(), collections.Counter()
 
     @staticmethod
     def round_size(nbytes):
@@ -129,6 +132,10 @@ class Pool:
                 ptr = self._raw_alloc(size)
             self.held += size
         self._size[ptr] = size
+        if self._measured is not None:
+            self._measured[ptr] = size
+            self._live[size] += 1
+            self._most[size] = max(self._most[size], self._live[size])
         self.in_use += size
         self.peak = max(self.peak, self.in_use)
         return ptr
@@ -143,8 +150,28 @@ class Pool:
 
     def free(self, ptr):
         size = self._size.pop(ptr)
+        if self._measured is not None and self._measured.pop(ptr, None) is not None:
+            self._live[size] -= 1
         self.in_use -= size
         self._cached[size].append(ptr)
+
+    @contextlib.contextmanager
+    def measure(self, demand):
+        """Record into the Counter ``demand`` (rounded size -> blocks) the most blocks of each
+        size that were live at once among those allocated inside the ``with``: what the same
+        work will ask of the cache when it runs again (a capture must not call the driver)."""
+        self._measured, self._live, self._most = {}, collections.Counter(), demand
+        try:
+            yield demand
+        finally:
+            self._measured = None
+
+    def ensure_cached(self, demand):
+        """Fill the cache up to ``demand`` (rounded size -> blocks) with the driver's blocks."""
+        for size, count in demand.items():
+            for _ in range(count - len(self._cached[size])):
+                self._cached[size].append(self._raw_alloc(size))
+                self.held += size
 
     def release_cached(self):
         """Give every cached (free) block back to the driver."""

@@ -15,6 +15,7 @@ eagerly while warming up, then captured once and replayed; anything that breaks 
 graphs off for good, with one log line naming the cause.
 """
 
+import collections
 import ctypes
 import logging
 
@@ -178,9 +179,10 @@ class GraphRunner:
     """Runs segments of an iteration (``run(key, work)``) eagerly, captured, or replayed.
 
     The first ``warmup`` iterations run eagerly: the first allocates every buffer and loads
-    every kernel; the second lets the pool reach its steady state (a buffer first allocated late
-    in the first iteration may take the cached block a temporary of the second needs, and a
-    capture may not call the driver's allocator). The iteration after captures each segment the first time its key comes (and replays the new
+    every kernel; the second is a plain one, whose pool use per segment (``Pool.measure``) tells
+    how many cached blocks a capture of it needs: a capture may not call the driver's allocator,
+    and each graph keeps its own temporaries, so the cache is filled up to that before each
+    capture. The iteration after captures each segment the first time its key comes (and replays the new
     graph at once: a capture records the work, it does not run it), and later ones replay.
     ``inputs_changed()`` drops the graphs (the net's shapes changed): that iteration and the
     next ``warmup - 1`` run eagerly (buffers of the new shapes allocated, the pool settled), and
@@ -201,6 +203,7 @@ class GraphRunner:
         self.before_replay, self.after_replay = before_replay, after_replay
         self.save_state = save_state
         self.graphs = {}
+        self._demand = {}   # key -> the pool blocks its last eager run allocated at most at once
         self.captures = 0
         self.replays = 0
         self.off_reason = None
@@ -225,7 +228,9 @@ class GraphRunner:
 
     def run(self, key, work):
         if not self.enabled or self._iterations < self._capture_from:
-            work()
+            with self.backend.pool.measure(collections.Counter()) as demand:
+                work()
+            self._demand[key] = demand
             return
         graph = self.graphs.get(key)
         if graph is None:
@@ -241,6 +246,8 @@ class GraphRunner:
             self.after_replay()
 
     def _capture(self, key, work):
+        # Each graph keeps the temporaries of its pass: the cache must hold a new set for it.
+        self.backend.pool.ensure_cached(self._demand.get(key, {}))
         restore = self.save_state() if self.save_state else None
         self.backend.begin_capture()
         try:

@@ -230,7 +230,7 @@ def test_capture_and_replay_on_a_gpu():
 # -- the solver: replayed iterations give the bits of eager ones --------------------------------
 
 NET = """
-layer { name: "data" type: "Data" top: "x" top: "y" include { phase: TRAIN }
+layer { name: "data" type: "Data" top: "x" top: "y"
         data_param { source: "%s" batch_size: 5 backend: LMDB } transform_param { scale: 0.01 } }
 layer { name: "conv" type: "Convolution" bottom: "x" top: "c"
         convolution_param { num_output: 3 kernel_size: 3 weight_filler { type: "xavier" } } }
@@ -385,3 +385,23 @@ def test_a_shape_change_recaptures(emu):
     # 7 eager, 8 captures again, 9-11 replay
     assert runner.captures == 2 and runner.replays == 2 + 4
     assert_same_bits(graphed, eager)
+
+
+@needs_gxx
+def test_snapshots_resume_and_tests_between_replays(digits, tmp_path):
+    """A replaying run that tests every 2 iterations and snapshots at 4, resumed from that
+    snapshot, ends with the weights of a straight eager run."""
+    settings = (f'snapshot: 4 snapshot_prefix: "{tmp_path}/run" test_iter: 2 test_interval: 2 '
+                "test_initialization: false")
+    eager = make_solver(digits, SGD, DROPOUT, graph=False, settings=settings)
+    eager.step(7)
+    straight = [np.array(b.cpu_data) for b in eager.net.learnable_params]
+    first = make_solver(digits, SGD, DROPOUT, settings=settings)
+    first.step(5)
+    assert first._graphs.replays > 0
+    resumed = make_solver(digits, SGD, DROPOUT, settings=settings)
+    resumed.restore(f"{tmp_path}/run_iter_4.solverstate")
+    resumed.step(3)
+    assert resumed._graphs.replays > 0
+    for got, want in zip(resumed.net.learnable_params, straight):
+        np.testing.assert_array_equal(got.cpu_data, want)
