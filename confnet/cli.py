@@ -176,6 +176,12 @@ def _tensorboard_option(command):
         command)
 
 
+def _graph_option(command):
+    return click.option("--no-graph", "no_graph", is_flag=True, help="On a GPU, run every "
+                        "iteration eagerly instead of replaying it as a CUDA graph (overrides "
+                        "the solver's cuda_graph).")(command)
+
+
 def _seed(seed):
     if seed is not None:
         from . import rng
@@ -194,8 +200,9 @@ def _seed(seed):
 @_tf32_option
 @_signal_options
 @_state_options
+@_graph_option
 def train(solver_path, weights, snapshot, seed, gpu, tensorboard, no_tf32, sigint_effect,
-          sighup_effect, sigterm_effect, level, stages):
+          sighup_effect, sigterm_effect, level, stages, no_graph):
     """Train the net a solver describes.
 
     \b
@@ -208,7 +215,7 @@ def train(solver_path, weights, snapshot, seed, gpu, tensorboard, no_tf32, sigin
     if weights and snapshot:
         raise ConfnetError("give --weights or --snapshot, not both")
     _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect, sighup_effect,
-                  level, stages, sigterm_effect, tensorboard, no_tf32)
+                  level, stages, sigterm_effect, tensorboard, no_tf32, graph=not no_graph)
 
 
 @main.command()
@@ -222,8 +229,9 @@ def train(solver_path, weights, snapshot, seed, gpu, tensorboard, no_tf32, sigin
 @_tf32_option
 @_signal_options
 @_state_options
+@_graph_option
 def finetune(solver_path, weights, seed, gpu, tensorboard, no_tf32, sigint_effect,
-             sighup_effect, sigterm_effect, level, stages):
+             sighup_effect, sigterm_effect, level, stages, no_graph):
     """Train starting from pretrained weights.
 
     \b
@@ -231,15 +239,16 @@ def finetune(solver_path, weights, seed, gpu, tensorboard, no_tf32, sigint_effec
       confnet finetune --solver solver.prototxt --weights pretrained.caffemodel
     """
     _run_training(solver_path, weights, None, seed, gpu, sigint_effect, sighup_effect, level,
-                  stages, sigterm_effect, tensorboard, no_tf32)
+                  stages, sigterm_effect, tensorboard, no_tf32, graph=not no_graph)
 
 
 def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop",
                   sighup_effect="snapshot", level=0, stages=(), sigterm_effect="stop",
-                  tensorboard=None, no_tf32=False):
+                  tensorboard=None, no_tf32=False, graph=True):
     """Build the solver and train; Ctrl-C, SIGTERM and SIGHUP act as the effects say; a live
     progress line on a terminal; TensorBoard scalars into ``tensorboard``. Started by
-    mpirun/srun with several ranks, data-parallel (see confnet/parallel)."""
+    mpirun/srun with several ranks, data-parallel (see confnet/parallel). ``graph=False``
+    (--no-graph) turns the solver's cuda_graph off."""
     import numpy as np
 
     from .parallel import current_job
@@ -247,7 +256,7 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
     job = current_job()
     with job.guard():
         solver = job.agree(lambda: _build_solver(job, solver_path, weights, seed, gpu, level,
-                                                 stages, no_tf32))
+                                                 stages, no_tf32, graph))
         if tensorboard and job.rank == 0:
             from .metrics import TensorBoardWriter
             solver.tensorboard = TensorBoardWriter(tensorboard)
@@ -268,7 +277,8 @@ def _run_training(solver_path, weights, snapshot, seed, gpu, sigint_effect="stop
             _say_where_weights_are(solver)
 
 
-def _build_solver(job, solver_path, weights, seed, gpu, level, stages, no_tf32=False):
+def _build_solver(job, solver_path, weights, seed, gpu, level, stages, no_tf32=False,
+                  graph=True):
     """The solver the command line describes (of this rank, in a data-parallel job), with the
     --weights copied in."""
     from .proto import io
@@ -279,6 +289,8 @@ def _build_solver(job, solver_path, weights, seed, gpu, level, stages, no_tf32=F
         param.random_seed = seed
     if no_tf32:
         param.allow_tf32 = False
+    if not graph:
+        param.cuda_graph = False
     if level:
         param.train_state.level = level
     param.train_state.stage.extend(stages)

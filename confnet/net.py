@@ -350,12 +350,13 @@ class Net:
             return self.layer_names.index(layer)
         return int(layer)
 
-    def forward_backward(self, read_loss=True):
+    def forward_backward(self, read_loss=True, fed=()):
         """One training pass: forward, then backward from the losses; returns the loss. On the
         device, ``read_loss=False`` leaves the loss in ``device_loss`` and returns None, so an
-        iteration copies nothing back."""
+        iteration copies nothing back. ``fed``: indices of source layers (no bottoms, no loss)
+        whose forward already ran for this pass (the solver feeds them outside a CUDA graph)."""
         self._fuse_within(0, len(self.layers) - 1)
-        losses = [self.forward_layer(i) for i in range(len(self.layers))]
+        losses = [self.forward_layer(i) for i in range(len(self.layers)) if i not in fed]
         self._seed_loss_diffs()
         host_loss = sum(x for x in losses if x is not None)
         loss = None
@@ -468,6 +469,13 @@ class Net:
                     layer.fail(f"cannot share weights with net '{other.name}': shape "
                                f"{theirs.shape} there, {mine.shape} here")
                 mine.share_data(theirs)
+
+    @property
+    def source_layers(self):
+        """Indices of the layers without bottoms and without loss (data, input): what a pass
+        starts from."""
+        return [i for i, (layer, bottoms) in enumerate(zip(self.layers, self.bottom_ids))
+                if not bottoms and not any(layer.loss_weights)]
 
     @property
     def data_layers(self):

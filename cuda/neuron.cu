@@ -255,6 +255,9 @@ extern "C" __global__ void prelu_backward_slope_shared(int channels, const float
 // instead of keeping (or copying) a mask, and the CPU path (dropout.py, the same arithmetic in
 // numpy uint32) draws the identical mask. Two rounds of a 32-bit finalizer (Wellons' lowbias32:
 // full avalanche) keyed by the two halves of a 64-bit seed drawn once per forward on the host.
+// The seed is read from device memory (seed[0]: low half, seed[1]: high half; a slot of the
+// scalar table, confnet/gpu/graph.py), not passed by value: a CUDA graph replays the arguments
+// it captured, and each replayed iteration must draw a new mask.
 __device__ inline unsigned int dropout_mix(unsigned int h) {
     h ^= h >> 16;
     h *= 0x7feb352du;
@@ -266,22 +269,26 @@ __device__ inline unsigned int dropout_mix(unsigned int h) {
 
 // Kept when the hash is at least ``threshold`` = round(ratio * 2^32) (clamped to 2^32 - 1); the
 // int arguments carry unsigned bit patterns.
-__device__ inline bool dropout_keep(int i, int seed_lo, int seed_hi, int threshold) {
-    const unsigned int h = dropout_mix(dropout_mix((unsigned int)i ^ (unsigned int)seed_lo)
-                                       ^ (unsigned int)seed_hi);
+__device__ inline bool dropout_keep(int i, unsigned int seed_lo, unsigned int seed_hi,
+                                    int threshold) {
+    const unsigned int h = dropout_mix(dropout_mix((unsigned int)i ^ seed_lo) ^ seed_hi);
     return h >= (unsigned int)threshold;
 }
 
 // y = x * scale where kept, else 0 (scale = 1 / (1 - ratio)).
-extern "C" __global__ void dropout_forward(int n, const float* x, float* y, int seed_lo,
-                                           int seed_hi, int threshold, float scale) {
+extern "C" __global__ void dropout_forward(int n, const float* x, float* y,
+                                           const unsigned int* seed, int threshold,
+                                           float scale) {
+    const unsigned int seed_lo = seed[0], seed_hi = seed[1];
     CUDA_KERNEL_LOOP(i, n)
         y[i] = dropout_keep(i, seed_lo, seed_hi, threshold) ? x[i] * scale : 0.0f;
 }
 
 // dx = dy * scale where the forward (same seed) kept the element, else 0.
-extern "C" __global__ void dropout_backward(int n, const float* dy, float* dx, int seed_lo,
-                                            int seed_hi, int threshold, float scale) {
+extern "C" __global__ void dropout_backward(int n, const float* dy, float* dx,
+                                            const unsigned int* seed, int threshold,
+                                            float scale) {
+    const unsigned int seed_lo = seed[0], seed_hi = seed[1];
     CUDA_KERNEL_LOOP(i, n)
         dx[i] = dropout_keep(i, seed_lo, seed_hi, threshold) ? dy[i] * scale : 0.0f;
 }

@@ -262,3 +262,17 @@ def test_gpu_emu_trains_through_the_kernels(tmp_path, tiny_lmdb):
     assert code == 0, output
     assert "Using CUDA emulator on the CPU" in output and "Iteration 1" in output
     assert "no device kernels" not in output
+
+
+@pytest.mark.parametrize("flags, graphs", [([], True), (["--no-graph"], False)])
+def test_gpu_emu_replays_iterations_unless_no_graph(tmp_path, tiny_lmdb, flags, graphs):
+    if shutil.which(os.environ.get("CXX", "g++")) is None:
+        pytest.skip("the CUDA emulator needs g++")
+    solver = solver_for(tmp_path, GOOD_NET % {"db": tiny_lmdb}, "snapshot_after_train: false")
+    with open(solver) as f:
+        text = f.read()
+    write(tmp_path / "solver.prototxt", text.replace("max_iter: 2", "max_iter: 4"))
+    code, output = run(["train", "--solver", solver, "--gpu", "emu"] + flags)
+    assert code == 0, output
+    assert ("Captured the training iteration as a CUDA graph" in output) == graphs, output
+

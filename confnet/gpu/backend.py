@@ -23,19 +23,60 @@ interface is deliberately small:
     seconds = backend.elapsed(start, end)       # device time between two marks (waits for end)
     backend.upload_async(ptr, host_array, after=event)   # host -> device, overlapping kernels
 
+    backend.begin_capture()                     # record the stream's work instead of running it
+    graph = backend.end_capture()               # ... into a graph, replayed as a whole:
+    backend.replay(graph)                       # the recorded kernels, memsets, device copies
+    graph.release()                             # (and the blocks it held go back to the pool)
+    backend.scalars                             # per-iteration values a graph reads (graph.py)
+
 ``args`` is a sequence of Python ints (device pointers or int32 values passed to ``int``
 parameters) and numpy scalars (``np.float32``, ``np.int32``); each backend converts them to the
 kernel's parameter types. Launch geometry is never chosen here: ``confnet/gpu/launch.py`` owns it.
+
+While ``capturing``, only kernels, memsets and device-to-device copies may be queued: anything
+else (a host<->device copy, a synchronize, an event, an allocation the pool cannot serve) raises
+``CaptureBroken`` naming it, after abandoning the capture (the stream works normally again).
+Blocks freed during a capture are held by the graph until it is released, because the graph
+keeps writing them.
 
 ``copies`` counts host<->device transfers (``htod``, ``dtoh``: number of calls and bytes), so tests
 can assert how many a training iteration does.
 """
 
 import collections
+import contextlib
 import os
 from importlib import resources
 
 from ..errors import ConfnetError
+
+
+class CaptureBroken(ConfnetError):
+    """Work that cannot be part of a device graph was asked for while one was captured; the
+    capture has been abandoned. ``reason`` names the work."""
+
+    def __init__(self, reason):
+        self.reason = reason
+        super().__init__(f"graph capture broken: {reason}")
+
+
+class Graph:
+    """A captured sequence of device work, replayed with ``backend.replay(graph)``. ``handle`` is
+    the backend's own record; ``held`` the pool blocks freed during the capture, given back by
+    ``release``."""
+
+    def __init__(self, backend, handle, held):
+        self.backend, self.handle, self.held = backend, handle, held
+
+    def release(self):
+        """Destroy the graph (once) and return the blocks it held to the pool."""
+        if self.handle is None:
+            return
+        handle, self.handle = self.handle, None
+        self.backend._destroy_graph(handle)
+        for ptr in self.held:
+            self.backend.free(ptr)
+        self.held = []
 
 
 class CopyCounter:
@@ -67,6 +108,8 @@ class Pool:
         self._cached = collections.defaultdict(list)   # rounded size -> free pointers
         self._size = {}                                 # live pointer -> rounded size
         self.in_use = self.peak = self.held = 0
+        self._measured = None   # while measuring: pointer -> size of blocks allocated since
+        self._live, self._most = collections.Counter(), collections.Counter()
 
     @staticmethod
     def round_size(nbytes):
@@ -89,14 +132,46 @@ class Pool:
                 ptr = self._raw_alloc(size)
             self.held += size
         self._size[ptr] = size
+        if self._measured is not None:
+            self._measured[ptr] = size
+            self._live[size] += 1
+            self._most[size] = max(self._most[size], self._live[size])
         self.in_use += size
         self.peak = max(self.peak, self.in_use)
         return ptr
 
+    def size_of(self, ptr):
+        """The rounded size of live block ``ptr``."""
+        return self._size[ptr]
+
+    def has_cached(self, nbytes):
+        """Whether ``alloc(nbytes)`` would be served from the cache, without the driver."""
+        return bool(self._cached.get(self.round_size(nbytes)))
+
     def free(self, ptr):
         size = self._size.pop(ptr)
+        if self._measured is not None and self._measured.pop(ptr, None) is not None:
+            self._live[size] -= 1
         self.in_use -= size
         self._cached[size].append(ptr)
+
+    @contextlib.contextmanager
+    def measure(self, demand):
+        """Record into the Counter ``demand`` (rounded size -> blocks) the most blocks of each
+        size that were live at once among those allocated inside the ``with``: what the same
+        work will ask of the cache when it runs again (a capture must not call the driver)."""
+        self._measured, self._live, self._most = {}, collections.Counter(), demand
+        try:
+            yield demand
+        finally:
+            self._measured = None
+
+    def ensure_cached(self, demand):
+        """Fill the cache up to ``demand`` (rounded size -> blocks) with the driver's blocks."""
+        for size, count in demand.items():
+            for _ in range(count - len(self._cached[size])):
+                self._cached[size].append(self._raw_alloc(size))
+                self.held += size
 
     def release_cached(self):
         """Give every cached (free) block back to the driver."""
@@ -116,20 +191,42 @@ class Backend:
         self.copies = CopyCounter()
         self.pool = Pool(self._raw_alloc, self._raw_free)
         self._functions = {}
+        self.capturing = False
+        self._held = []       # blocks freed during the capture in progress
+        self._scalars = None
 
     # -- memory --------------------------------------------------------------------------------
     def alloc(self, nbytes):
+        if self.capturing:
+            return self._alloc_in_capture(nbytes)
         return self.pool.alloc(nbytes)
 
     def free(self, ptr):
-        self.pool.free(ptr)
+        if self.capturing:
+            self._held.append(ptr)
+        else:
+            self.pool.free(ptr)
+
+    def _alloc_in_capture(self, nbytes):
+        """A block freed earlier in this capture (the graph's work is ordered as the stream's,
+        so reusing it is as safe as in an eager pass), else one from the pool's cache; never
+        the driver's allocator."""
+        size = self.pool.round_size(nbytes)
+        for k, ptr in enumerate(self._held):
+            if self.pool.size_of(ptr) == size:
+                return self._held.pop(k)
+        if not self.pool.has_cached(nbytes):
+            self._break_capture(f"an allocation of {int(nbytes)} bytes the pool cannot serve")
+        return self.pool.alloc(nbytes)
 
     def htod(self, ptr, array):
+        self._refuse_in_capture(f"a host->device copy of {array.nbytes} bytes")
         self.copies.htod += 1
         self.copies.htod_bytes += array.nbytes
         self._htod(ptr, array)
 
     def dtoh(self, array, ptr):
+        self._refuse_in_capture(f"a device->host copy of {array.nbytes} bytes (a host read)")
         self.copies.dtoh += 1
         self.copies.dtoh_bytes += array.nbytes
         self._dtoh(array, ptr)
@@ -143,6 +240,57 @@ class Backend:
         so a batch's copy overlaps the previous iteration's kernels). This default is a plain
         ``htod``; the GPU backend copies from page-locked memory on a second stream."""
         self.htod(ptr, array)
+
+    @property
+    def scalars(self):
+        """This device's table of per-iteration values (``graph.ScalarTable``)."""
+        if self._scalars is None:
+            from .graph import ScalarTable
+            self._scalars = ScalarTable(self)
+        return self._scalars
+
+    # -- graphs --------------------------------------------------------------------------------
+    def begin_capture(self):
+        """From now on, record the stream's work (kernels, memsets, device copies) into a graph
+        instead of running it."""
+        if self.capturing:
+            raise ConfnetError("begin_capture: a capture is already in progress")
+        self._begin_capture()
+        self.capturing, self._held = True, []
+
+    def end_capture(self):
+        """The graph of the work recorded since ``begin_capture``; the stream runs normally."""
+        if not self.capturing:
+            raise ConfnetError("end_capture: no capture in progress")
+        self.capturing = False
+        return Graph(self, self._end_capture(), self._take_held())
+
+    def abandon_capture(self):
+        """Stop capturing and discard what was recorded (no-op when not capturing)."""
+        if self.capturing:
+            self.capturing = False
+            self._abandon_capture()
+            for ptr in self._take_held():
+                self.free(ptr)
+
+    def replay(self, graph):
+        """Queue the whole recorded work of ``graph`` again, in its order, on the stream."""
+        if graph.handle is None:
+            raise ConfnetError("replay: this graph has been released")
+        self._refuse_in_capture("a graph replay")
+        self._replay(graph.handle)
+
+    def _take_held(self):
+        held, self._held = self._held, []
+        return held
+
+    def _refuse_in_capture(self, what):
+        if self.capturing:
+            self._break_capture(what)
+
+    def _break_capture(self, what):
+        self.abandon_capture()
+        raise CaptureBroken(what)
 
     # -- kernels -------------------------------------------------------------------------------
     def function(self, cu_file, name):
@@ -182,6 +330,21 @@ class Backend:
 
     def record_event(self):
         """A mark placed in the order of the work queued so far; ``elapsed`` times two."""
+        raise NotImplementedError
+
+    def _begin_capture(self):
+        raise NotImplementedError
+
+    def _end_capture(self):
+        raise NotImplementedError
+
+    def _abandon_capture(self):
+        raise NotImplementedError
+
+    def _replay(self, handle):
+        raise NotImplementedError
+
+    def _destroy_graph(self, handle):
         raise NotImplementedError
 
     def elapsed(self, start, end):

@@ -331,6 +331,7 @@ class EmuBackend(Backend):
         self._libc.free.argtypes = [ctypes.c_void_p]
         self._libs = {}
         self._exact = {}                    # sanitize mode: live pointer -> exact size
+        self._recording = None              # the work recorded while capturing
         super().__init__()
 
     # -- memory: "device" memory is 256-byte aligned host memory ------------------------------
@@ -346,13 +347,14 @@ class EmuBackend(Backend):
     def alloc(self, nbytes):
         if self.sanitize:
             # Exact sizes, no pool: ASan's redzone starts right after the last byte asked for.
+            self._refuse_in_capture(f"an allocation of {int(nbytes)} bytes (sanitizer build)")
             ptr = self._raw_alloc(nbytes)
             self._exact[ptr] = int(nbytes)
             return ptr
         return super().alloc(nbytes)
 
     def free(self, ptr):
-        if self.sanitize:
+        if self.sanitize and not self.capturing:
             self._exact.pop(ptr)
             self._raw_free(ptr)
             return
@@ -368,12 +370,11 @@ class EmuBackend(Backend):
         ctypes.memmove(array.ctypes.data, ptr, array.nbytes)
 
     def dtod(self, dst, src, nbytes):
-        ctypes.memmove(dst, src, int(nbytes))
+        self._queue(ctypes.memmove, int(dst), int(src), int(nbytes))
 
     def memset_d32(self, ptr, bits, count):
         if count > 0:
-            words = np.ctypeslib.as_array((ctypes.c_uint32 * int(count)).from_address(ptr))
-            words[:] = np.uint32(int(bits) & 0xFFFFFFFF)
+            self._queue(_fill_words, int(ptr), int(bits) & 0xFFFFFFFF, int(count))
 
     # -- kernels ---------------------------------------------------------------------------------
     def _load(self, cu_file, name):
@@ -392,7 +393,8 @@ class EmuBackend(Backend):
 
     def launch(self, kernel, grid, block, args, shared=0):
         """Run ``kernel`` over ``grid`` x ``block`` (3-tuples or ints); ``args`` are device
-        pointers (ints) and scalars, converted to the kernel's parameter types."""
+        pointers (ints) and scalars, converted to the kernel's parameter types. While capturing,
+        the launch is recorded, with its converted argument values, instead of run."""
         grid, block = _dim3(grid), _dim3(block)
         args = list(args)
         if len(args) != len(kernel.types):
@@ -409,28 +411,63 @@ class EmuBackend(Backend):
                     values.append(ctype(int(arg)))
             except (TypeError, ValueError) as e:
                 raise ConfnetError(f"kernel {kernel.name}: argument {i} ({arg!r}): {e}") from None
+        self._queue(self._run, kernel, grid, block, tuple(values), int(shared))
+
+    def _run(self, kernel, grid, block, values, shared):
         argv = (ctypes.c_void_p * max(len(values), 1))(
             *[ctypes.cast(ctypes.pointer(v), ctypes.c_void_p) for v in values])
         spec = _LaunchSpec((ctypes.c_uint * 3)(*grid), (ctypes.c_uint * 3)(*block),
-                           int(shared), ORDERS.index(self.order), 0, self.seed & (2 ** 64 - 1))
+                           shared, ORDERS.index(self.order), 0, self.seed & (2 ** 64 - 1))
         with _LAUNCH_LOCK:
             rc = kernel.entry(ctypes.byref(spec), argv)
             if rc != 0:
                 raise EmuKernelError(kernel.error().decode(errors="replace"))
 
+    # -- graphs: a recording of the queued work, run again in order --------------------------------
+    def _queue(self, work, *args):
+        """Run ``work(*args)`` now, or record it while capturing (the emulator's stream)."""
+        if self._recording is not None:
+            self._recording.append((work, args))
+        else:
+            work(*args)
+
+    def _begin_capture(self):
+        self._recording = []
+
+    def _end_capture(self):
+        recording, self._recording = self._recording, None
+        return recording
+
+    def _abandon_capture(self):
+        self._recording = None
+
+    def _replay(self, recording):
+        for work, args in recording:
+            work(*args)
+
+    def _destroy_graph(self, recording):
+        recording.clear()
+
     def synchronize(self):
-        pass
+        self._refuse_in_capture("a synchronize")
 
     def record_event(self):
         """Host time: the emulator runs each kernel to completion inside ``launch``."""
+        self._refuse_in_capture("an event (a timing mark)")
         return time.perf_counter()
 
     def elapsed(self, start, end):
+        self._refuse_in_capture("an event wait (elapsed)")
         return end - start
 
     def describe(self):
         extra = f", {self.sanitize}" if self.sanitize else ""
         return f"CUDA emulator on the CPU ({self.order} thread order{extra})"
+
+
+def _fill_words(ptr, bits, count):
+    words = np.ctypeslib.as_array((ctypes.c_uint32 * count).from_address(ptr))
+    words[:] = np.uint32(bits)
 
 
 def main(argv=None):

@@ -13,6 +13,10 @@ from its ``extern "C" __global__`` signature in the .cu text (``kernel_signature
 launch is a prepared call with that format: an ``int`` parameter never receives a 64-bit pointer
 by mistake. A CPU test checks these formats against the types the emulator's compiler sees.
 
+Graphs: the stream is captured with the driver's stream-capture API through ctypes
+(``graph.DriverGraphs``, on ``stream.handle``); a graph is instantiated when its capture ends
+and launched on the stream at each replay.
+
 Without pycuda, without the NVIDIA driver, or without the device asked for, creating the
 backend raises one ConfnetError that says which and what to do.
 """
@@ -91,6 +95,7 @@ class PyCudaBackend(Backend):
         self._staging = {}                # device pointer -> (page-locked buffer, copy event)
         self._allocations = {}
         self._modules = {}
+        self._graph_api = None            # graph.DriverGraphs, loaded at the first capture
         major, minor = self.device.compute_capability()
         self.arch = f"sm_{major}{minor}"
         super().__init__()
@@ -126,6 +131,7 @@ class PyCudaBackend(Backend):
         ``after``, and the compute stream waits for it through an event. Before the host
         rewrites a staging buffer it waits for the previous copy out of it, normally finished
         long ago."""
+        self._refuse_in_capture(f"a batch upload of {array.nbytes} bytes")
         array = np.ascontiguousarray(array)
         self.copies.htod += 1
         self.copies.htod_bytes += array.nbytes
@@ -170,16 +176,59 @@ class PyCudaBackend(Backend):
                                             shared_size=int(shared))
 
     def synchronize(self):
+        self._refuse_in_capture("a synchronize")
         self.stream.synchronize()
 
     def record_event(self):
+        self._refuse_in_capture("an event (a timing mark)")
         event = self.drv.Event()
         event.record(self.stream)
         return event
 
     def elapsed(self, start, end):
+        self._refuse_in_capture("an event wait (elapsed)")
         end.synchronize()
         return end.time_since(start) / 1e3   # pycuda gives milliseconds
+
+    # -- graphs ----------------------------------------------------------------------------------
+    def _graphs(self):
+        if self._graph_api is None:
+            from .graph import DriverGraphs
+            self._graph_api = DriverGraphs()
+        return self._graph_api
+
+    def _begin_capture(self):
+        api = self._graphs()
+        if api.is_capturing(self.stream.handle):
+            raise ConfnetError("begin_capture: the confnet stream is already being captured")
+        api.begin_capture(self.stream.handle)
+
+    def _end_capture(self):
+        """(executable graph, graph): instantiated once, launched at every replay."""
+        api = self._graphs()
+        graph = api.end_capture(self.stream.handle)
+        try:
+            return api.instantiate(graph), graph
+        except ConfnetError:
+            api.destroy(None, graph)
+            raise
+
+    def _abandon_capture(self):
+        """End the capture and drop its graph; an invalidated capture (a refused call reached
+        the driver) ends with an error, which is the expected outcome here."""
+        api = self._graphs()
+        try:
+            graph = api.end_capture(self.stream.handle)
+        except ConfnetError:
+            graph = None
+        if graph:
+            api.destroy(None, graph)
+
+    def _replay(self, handle):
+        self._graphs().launch(handle[0], self.stream.handle)
+
+    def _destroy_graph(self, handle):
+        self._graphs().destroy(*handle)
 
     def describe(self):
         free, total = self.drv.mem_get_info()

@@ -122,6 +122,12 @@ class Layer:
                             "a copy each way", self.type_name, self.name)
         return self.has_gpu
 
+    def prepare_pass(self):
+        """Called by the solver before each forward/backward pass of a device run: set the
+        values that change from pass to pass (a random seed) in the device's scalar table
+        (confnet/gpu/graph.py), which the solver uploads in one copy; the pass may then run
+        from a CUDA graph, where no Python runs. Most layers have none."""
+
     def forward_cpu(self, bottom, top):
         raise NotImplementedError(f"{type(self).__name__}.forward_cpu")
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .. import rng
+from .. import gpu, rng
 from .base import TRAIN
 from .neuron import Neuron
 from .registry import register_layer
@@ -50,6 +50,11 @@ class Dropout(Neuron):
 
     bottom: 1 blob, any shape.   top: 1 blob, same shape (may be in place).
     backward: TRAIN dx = dy * m * scale; TEST dx = dy.
+
+    On the device the seed lives in a slot of the scalar table (confnet/gpu/graph.py), which
+    the kernels read: the solver draws it before a pass (``prepare_pass``), so a pass replayed
+    from a CUDA graph still gets a new mask; a forward outside the solver draws and uploads its
+    own.
     """
 
     params = ("dropout_param",)
@@ -64,6 +69,8 @@ class Dropout(Neuron):
         self.threshold = min(round(self.ratio * 2**32), _MASK32)
         self.factor = None
         self.seed = None
+        self._seed_slot = None    # device: the seed's two words in the scalar table
+        self._seed_pass = None    # the table's pass the slot's seed was drawn for
 
     def draw_seed(self):
         self.seed = int(rng.get().integers(2**64, dtype=np.uint64))
@@ -83,9 +90,27 @@ class Dropout(Neuron):
         if propagate_down[0]:
             bottom[0].diff[...] = top[0].diff * self.factor
 
+    def prepare_pass(self):
+        if self.phase == TRAIN and self.on_device():
+            self._draw_device_seed()
+
+    def _draw_device_seed(self):
+        table = gpu.current().scalars
+        if self._seed_slot is None:
+            self._seed_slot = table.reserve(2)
+        seed = self.draw_seed()
+        self._seed_slot.set_word(0, seed & _MASK32)
+        self._seed_slot.set_word(1, seed >> 32)
+        self._seed_pass = table.pass_id
+
     def forward_gpu(self, bottom, top):
         if self.phase == TRAIN:
-            self.draw_seed()
+            backend = gpu.current()
+            if self._seed_pass != backend.scalars.pass_id:   # not prepared for this pass
+                self._draw_device_seed()
+                backend.scalars.flush()
+            if not backend.capturing:   # (a capture that breaks reruns the pass: same seed)
+                self._seed_pass = None  # used: the next forward draws again, unless prepared
             self._launch("dropout_forward", bottom[0].count, bottom[0].gpu_data,
                          top[0].mutable_gpu_data)
         elif top[0] is not bottom[0]:
@@ -102,5 +127,5 @@ class Dropout(Neuron):
 
     def _launch(self, kernel, count, source, target):
         """The mask of forward's seed applied to ``source`` (x or dy) into ``target``."""
-        self.launch_1d(kernel, count, source, target, _int32(self.seed), _int32(self.seed >> 32),
+        self.launch_1d(kernel, count, source, target, self._seed_slot.pointer,
                        _int32(self.threshold), np.float32(1 / (1 - self.ratio)))

@@ -33,9 +33,9 @@ class AdaDeltaSolver(Solver):
         u += (1 - momentum) * (d * d)
         blob.diff[...] = (rate * self.net.params_lr[i]) * d
 
-    def update_param_gpu(self, i, blob, rate):
+    def update_param_gpu(self, i, blob):
         momentum = self.param.momentum
         self.launch_update("adadelta_update", i, blob, self.history_gpu(i, 0),
                            self.history_gpu(i, 1), np.float32(momentum),
-                           np.float32(1 - momentum), np.float32(rate * self.net.params_lr[i]),
+                           np.float32(1 - momentum), self.rate_pointer(i),
                            np.float32(self.param.delta))

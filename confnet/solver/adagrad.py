@@ -28,7 +28,6 @@ class AdaGradSolver(Solver):
         h += g * g
         blob.diff[...] = (rate * self.net.params_lr[i]) * (g / (np.sqrt(h) + self.param.delta))
 
-    def update_param_gpu(self, i, blob, rate):
-        self.launch_update("adagrad_update", i, blob, self.history_gpu(i),
-                           np.float32(rate * self.net.params_lr[i]),
+    def update_param_gpu(self, i, blob):
+        self.launch_update("adagrad_update", i, blob, self.history_gpu(i), self.rate_pointer(i),
                            np.float32(self.param.delta))

@@ -41,10 +41,13 @@ class AdamSolver(Solver):
         local_rate = rate * self.net.params_lr[i]
         blob.diff[...] = (local_rate * correction) * (m / (np.sqrt(v) + self.param.delta))
 
-    def update_param_gpu(self, i, blob, rate):
+    def step_rate(self, i, rate):
+        """lr * lr_mult * the bias correction of iteration t (it changes every iteration)."""
+        return rate * self.net.params_lr[i] * self._correction()
+
+    def update_param_gpu(self, i, blob):
         beta1, beta2 = self.param.momentum, self.param.momentum2
-        local_rate = rate * self.net.params_lr[i]
         self.launch_update("adam_update", i, blob, self.history_gpu(i, 0), self.history_gpu(i, 1),
                            np.float32(beta1), np.float32(1 - beta1), np.float32(beta2),
-                           np.float32(1 - beta2), np.float32(local_rate * self._correction()),
+                           np.float32(1 - beta2), self.rate_pointer(i),
                            np.float32(self.param.delta))

@@ -25,8 +25,7 @@ class NesterovSolver(Solver):
         v += (rate * self.net.params_lr[i]) * blob.diff
         blob.diff[...] = (1 + momentum) * v - momentum * previous
 
-    def update_param_gpu(self, i, blob, rate):
+    def update_param_gpu(self, i, blob):
         momentum = self.param.momentum
         self.launch_update("nesterov_update", i, blob, self.history_gpu(i),
-                           np.float32(momentum), np.float32(1 + momentum),
-                           np.float32(rate * self.net.params_lr[i]))
+                           np.float32(momentum), np.float32(1 + momentum), self.rate_pointer(i))

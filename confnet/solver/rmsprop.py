@@ -35,9 +35,8 @@ class RMSPropSolver(Solver):
         h += (1 - decay) * (g * g)
         blob.diff[...] = (rate * self.net.params_lr[i]) * (g / (np.sqrt(h) + self.param.delta))
 
-    def update_param_gpu(self, i, blob, rate):
+    def update_param_gpu(self, i, blob):
         decay = self.param.rms_decay
         self.launch_update("rmsprop_update", i, blob, self.history_gpu(i),
-                           np.float32(decay), np.float32(1 - decay),
-                           np.float32(rate * self.net.params_lr[i]),
+                           np.float32(decay), np.float32(1 - decay), self.rate_pointer(i),
                            np.float32(self.param.delta))

@@ -23,11 +23,10 @@ class SGDSolver(Solver):
         v += (rate * self.net.params_lr[i]) * blob.diff
         blob.diff[...] = v
 
-    def update_param_gpu(self, i, blob, rate):
+    def update_param_gpu(self, i, blob):
         """Parameter i's whole update in one kernel: g = diff / iter_size, plus weight_decay *
         decay_mult * w (L2) or * sign(w) (L1); v = momentum * v + lr * lr_mult * g; diff = v;
         w -= v. The arithmetic of the loop's scale_diff, regularize, compute_update and update,
-        in the same order."""
+        in the same order. The rate is read from device memory (``step_rate``)."""
         self.launch_update("sgd_update", i, blob, self.history_gpu(i),
-                           np.float32(self.param.momentum),
-                           np.float32(rate * self.net.params_lr[i]))
+                           np.float32(self.param.momentum), self.rate_pointer(i))

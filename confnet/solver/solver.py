@@ -14,9 +14,17 @@ One iteration (Caffe's order):
 An optimizer subclasses Solver and implements ``compute_update(i, rate)``: it turns
 ``net.learnable_params[i].diff`` into the step to subtract, using ``self.history`` (the state a
 snapshot saves) as it needs.
+
+On a device, with ``cuda_graph`` (the default; ``--no-graph`` turns it off), the iteration after
+the first is captured as a CUDA graph (clear, forward, backward, update; one graph per kind of
+``iter_size`` pass) and replayed from then on (``_graph_iteration``). What stays outside the
+graph: the data layers' forward (the batch copy into the same device buffers), the one upload of
+the per-iteration values (learning rates, dropout seeds: ``gpu.graph.ScalarTable``), the copy of
+the iteration's loss into the loss log, tests, display and snapshots.
 """
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -28,7 +36,8 @@ import numpy as np
 from .. import gpu, metrics, rng
 from ..blob import Blob
 from ..errors import ConfnetError
-from ..layers import TEST, TRAIN
+from ..gpu.graph import GraphRunner
+from ..layers import TEST, TRAIN, Layer
 from ..net import Net
 from ..proto import confnet_pb2 as pb
 from ..proto import hdf5, io
@@ -61,6 +70,10 @@ class Solver:
         self.losses = deque(maxlen=max(param.average_loss, 1))
         self._device_losses = None    # per-iteration losses not yet read from the device
         self._sumsq_slots = None      # device buffer of clip_gradients' per-parameter sums
+        self._rate_slots = None       # device: each parameter's rate, in the scalar table
+        self._graphs = None           # gpu.graph.GraphRunner of a device run with cuda_graph
+        self._fed_shapes = None       # the source layers' top shapes the graphs were made for
+        self._graph_arrays = (None, [])   # (captures, the blobs' synced arrays) for replays
         self.requested_stop = False       # finish the current iteration, then stop
         self.requested_snapshot = False   # snapshot after the current iteration
         self.on_iteration = []   # callbacks f(solver, loss) after each iteration
@@ -216,7 +229,9 @@ class Solver:
         stop = self.iter + iters
         clock = _Speedometer(self.iter)
         while self.iter < stop and not self.requested_stop:
-            self.net.clear_param_diffs()
+            graphs = self._graph_runner()
+            if graphs is None:
+                self.net.clear_param_diffs()
             if (p.test_interval and self.iter % p.test_interval == 0
                     and (self.iter > 0 or p.test_initialization)):
                 with clock.paused():
@@ -225,13 +240,17 @@ class Solver:
                     break
             for callback in self.callbacks:
                 callback.on_start()
-            loss = self._forward_backward()
-            if p.display and self.iter % p.display == 0:
-                self._read_device_losses()
-                self._display(sum(self.losses) / len(self.losses), clock.lap(self.iter))
-            for callback in self.callbacks:
-                callback.on_gradients_ready()
-            self.apply_update()
+            if graphs is not None:
+                self._graph_iteration(graphs, clock)
+                loss = None   # on the device, the loss stays there (as _forward_backward's)
+            else:
+                loss = self._forward_backward()
+                if p.display and self.iter % p.display == 0:
+                    self._read_device_losses()
+                    self._display(sum(self.losses) / len(self.losses), clock.lap(self.iter))
+                for callback in self.callbacks:
+                    callback.on_gradients_ready()
+                self.apply_update()
             self.iter += 1
             for callback in self.on_iteration:
                 callback(self, loss)
@@ -254,16 +273,135 @@ class Solver:
             self._check_finite(loss, self.iter)
             self.losses.append(loss)
             return loss
-        if self._device_losses is None:
-            self._device_losses = _DeviceLosses(max(p.display, 1) if p.display else 100)
-        slot = self._device_losses.start(self.iter)
+        losses = self._loss_log()
+        losses.begin()
         for _ in range(p.iter_size):
             self.net.forward_backward(read_loss=False)
-            self._device_losses.add(slot, self.net.device_loss, 1.0 / p.iter_size)
+            losses.add(self.net.device_loss, 1.0 / p.iter_size)
         self.gradients_ready(None)
+        self._store_device_loss()
+        return None
+
+    def _loss_log(self):
+        if self._device_losses is None:
+            p = self.param
+            self._device_losses = _DeviceLosses(max(p.display, 1) if p.display else 100)
+        return self._device_losses
+
+    def _store_device_loss(self):
+        self._device_losses.store(self.iter)
         if self._device_losses.full:
             self._read_device_losses()
+
+    # -- CUDA graphs ---------------------------------------------------------------------------
+    def _graph_runner(self):
+        """The GraphRunner of this run, or None when iterations run eagerly: on the host, with
+        cuda_graph off, where something the graph cannot hold runs every iteration (solver
+        callbacks, data-parallel averaging), or after a capture broke."""
+        if self._graphs is None:
+            backend = gpu.current()
+            if backend is None or not self.param.cuda_graph:
+                return None
+            reason = self._graph_obstacle()
+            if reason:
+                self._graphs = False
+                log.info("CUDA graphs off: %s; the iterations run eagerly", reason)
+                return None
+            self._graphs = GraphRunner(backend, before_replay=self._before_replay,
+                                       after_replay=self._after_replay,
+                                       save_state=self._save_heads)
+        return self._graphs if self._graphs and self._graphs.enabled else None
+
+    def _graph_obstacle(self):
+        """Why this solver's iterations cannot be replayed from a graph (None: they can)."""
+        if type(self).gradients_ready is not Solver.gradients_ready:
+            return "data-parallel training exchanges gradients between the ranks each iteration"
+        if self.callbacks:
+            return "solver callbacks run between forward/backward and the update"
         return None
+
+    def _graph_iteration(self, graphs, clock):
+        """One iteration through ``graphs``: per pass, the per-pass values (dropout seeds; the
+        rates before the last) set on the host and uploaded in one copy, the batch fed, then
+        the pass (cleared diffs first, the update last) run, captured or replayed."""
+        p = self.param
+        table = gpu.current().scalars
+        rate = learning_rate(p, self.iter)
+        losses = self._loss_log()
+        for k in range(p.iter_size):
+            first, last = k == 0, k == p.iter_size - 1
+            for layer in self.net.layers:
+                layer.prepare_pass()
+            if last:
+                self.prepare_update(rate)
+            self._feed(graphs)
+            table.flush()
+            graphs.run((first, last), functools.partial(self._graph_pass, first, last, rate,
+                                                        losses))
+            table.end_pass()
+        graphs.iteration_done()
+        self._store_device_loss()
+        if p.display and self.iter % p.display == 0:
+            self._read_device_losses()
+            self._display(sum(self.losses) / len(self.losses), clock.lap(self.iter))
+            log.info("Iteration %d, lr = %g", self.iter, rate)
+
+    def _graph_pass(self, first, last, rate, losses):
+        """A pass's device work, the same as the eager loop's: what a graph holds."""
+        if first:
+            self.net.clear_param_diffs()
+            losses.begin()
+        self.net.forward_backward(read_loss=False, fed=self.net.source_layers)
+        losses.add(self.net.device_loss, 1.0 / self.param.iter_size)
+        if last:
+            self.update_params(rate)
+
+    def _feed(self, graphs):
+        """Forward the source layers (the batch into the device tops, outside the graph) and
+        tell ``graphs`` when their shapes differ from the last pass's."""
+        shapes = []
+        for i in self.net.source_layers:
+            self.net.forward_layer(i)
+            for name in self.net.top_ids[i]:
+                blob = self.net.blobs[name]
+                blob.gpu_data   # noqa: B018 (a host-written top goes to the device here)
+                shapes.append(blob.shape)
+        shapes = tuple(shapes)
+        if self._fed_shapes is not None and shapes != self._fed_shapes:
+            graphs.inputs_changed(f"{self._fed_shapes} -> {shapes}")
+        self._fed_shapes = shapes
+
+    def _synced_arrays(self, fresh=False):
+        """The host/device arrays of every blob a graph may touch (the nets' blobs, the layers'
+        parameters and buffers, the history), found once per capture."""
+        captures, arrays = self._graph_arrays
+        if fresh or captures != self._graphs.captures:
+            arrays = _synced_arrays([self.net, self.history, self._device_losses.current,
+                                     self._sumsq_slots])
+            self._graph_arrays = (self._graphs.captures, arrays)
+        return arrays
+
+    def _save_heads(self):
+        """Which side of each blob is newer, and a function that puts that back."""
+        heads = [(array, array.head) for array in self._synced_arrays(fresh=True)]
+
+        def restore():
+            for array, head in heads:
+                array.head = head
+        return restore
+
+    def _before_replay(self):
+        """A replay reads device memory: blobs written on the host since go there first."""
+        for array in self._synced_arrays():
+            if array.head == "host" and array._ptr is not None:
+                array.device()
+
+    def _after_replay(self):
+        """A replay writes device memory without the blobs knowing: their device side is the
+        newer one now (a later host read copies it back)."""
+        for array in self._synced_arrays():
+            if array.head == "synced":
+                array.head = "device"
 
     def _read_device_losses(self):
         if self._device_losses is None:
@@ -387,10 +525,39 @@ class Solver:
         rate = learning_rate(self.param, self.iter)
         if self.param.display and self.iter % self.param.display == 0:
             log.info("Iteration %d, lr = %g", self.iter, rate)
+        self.prepare_update(rate)
+        if gpu.current() is not None:
+            gpu.current().scalars.flush()
+        self.update_params(rate)
+
+    def prepare_update(self, rate):
+        """The host half of the update on a device: each parameter's rate (``step_rate``) into
+        its slot of the scalar table, which the fused kernels read (uploaded by the caller)."""
+        params = self.net.learnable_params
+        if not params or not params[0].on_device or not hasattr(self, "update_param_gpu"):
+            return
+        if self._rate_slots is None:
+            table = gpu.current().scalars
+            self._rate_slots = [table.reserve(1) for _ in params]
+        for i, slot in enumerate(self._rate_slots):
+            slot.set_float(0, self.step_rate(i, rate))
+
+    def step_rate(self, i, rate):
+        """The rate parameter ``i``'s device update multiplies by: lr * lr_mult (computed in
+        double, rounded to float once, as the host path's arithmetic)."""
+        return rate * self.net.params_lr[i]
+
+    def rate_pointer(self, i):
+        """Device address of parameter ``i``'s rate (``prepare_update`` fills it)."""
+        return self._rate_slots[i].pointer
+
+    def update_params(self, rate):
+        """The device half of the update (all of it on the host): clip, then per parameter
+        average, decay, the optimizer's rule and ``w -= step``."""
         self.clip_gradients()
         for i, blob in enumerate(self.net.learnable_params):
             if blob.on_device and hasattr(self, "update_param_gpu"):
-                self.update_param_gpu(i, blob, rate)   # the steps below, fused in one kernel
+                self.update_param_gpu(i, blob)   # the steps below, fused in one kernel
                 continue
             if self.param.iter_size > 1:
                 blob.scale_diff(1.0 / self.param.iter_size)
@@ -566,27 +733,32 @@ _host_updates = set()   # optimizers already reported as updating on the host
 
 
 class _DeviceLosses:
-    """Per-iteration losses kept in a device array of ``size`` slots, read back in one copy."""
+    """Per-iteration losses kept in a device array of ``size`` slots, read back in one copy.
+    An iteration's passes add into ``current`` (a fixed address, so a CUDA graph can hold the
+    adds), which ``store`` then copies into the next slot."""
 
     def __init__(self, size):
         self.blob = Blob((size,), name="iteration losses")
+        self.current = Blob((1,), name="iteration loss")
         self.iterations = []   # the iteration of each filled slot, in order
 
     @property
     def full(self):
         return len(self.iterations) == self.blob.count
 
-    def start(self, iteration):
-        """A zeroed slot for ``iteration``'s loss; returns its device pointer."""
-        backend = gpu.current()
-        ptr = self.blob.mutable_gpu_data + 4 * len(self.iterations)
-        backend.memset_d32(ptr, 0, 1)
-        self.iterations.append(iteration)
-        return ptr
+    def begin(self):
+        """Zero the iteration's loss."""
+        gpu.current().memset_d32(self.current.mutable_gpu_data, 0, 1)
 
-    def add(self, slot, loss_blob, scale):
+    def add(self, loss_blob, scale):
         from ..gpu import blas
-        blas.axpy(1, np.float32(scale), loss_blob.gpu_data, slot)
+        blas.axpy(1, np.float32(scale), loss_blob.gpu_data, self.current.mutable_gpu_data)
+
+    def store(self, iteration):
+        """Copy the iteration's loss into the next free slot (on the device)."""
+        ptr = self.blob.mutable_gpu_data + 4 * len(self.iterations)
+        gpu.current().dtod(ptr, self.current.gpu_data, 4)
+        self.iterations.append(iteration)
 
     def read(self):
         """[(iteration, loss)] of the filled slots, which are then free again."""
@@ -597,6 +769,30 @@ class _DeviceLosses:
         pairs = list(zip(self.iterations, (float(v) for v in values)))
         self.iterations = []
         return pairs
+
+
+def _synced_arrays(roots):
+    """The SyncedArrays of every Blob reachable from ``roots`` through lists, tuples, dicts and
+    confnet objects' attributes (nets, layers, their helpers), each once."""
+    from ..blob import SyncedArray
+    found, seen, stack = {}, set(), list(roots)
+    while stack:
+        obj = stack.pop()
+        if obj is None or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, Blob):
+            for array in (obj._data, obj._diff):
+                if isinstance(array, SyncedArray):
+                    found[id(array)] = array
+        elif isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+        elif isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, (Net, Layer)) or (
+                type(obj).__module__.startswith("confnet.") and hasattr(obj, "__dict__")):
+            stack.extend(vars(obj).values())
+    return list(found.values())
 
 
 class _Speedometer:

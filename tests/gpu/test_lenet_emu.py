@@ -67,13 +67,20 @@ def test_lenet_on_the_emulator_follows_the_cpu(lenet_dir):
         np.testing.assert_allclose(a.cpu_data, b.cpu_data, rtol=1e-3, atol=1e-5)
 
 
-def test_an_iteration_copies_only_the_batch_and_the_displayed_loss(lenet_dir):
+@pytest.mark.parametrize("graph, uploads", [(True, 1), (False, 2)])
+def test_an_iteration_copies_only_the_batch_and_the_displayed_loss(lenet_dir, graph, uploads):
     solver = lenet_solver("emu", display=4)
+    solver.param.cuda_graph = graph
     copies = gpu.current().copies
     solver.step(1)            # iteration 0 uploads the weights, and displays
     copies.reset()
     solver.step(4)            # iterations 1-3 are not displayed, iteration 4 is
-    # Each iteration: the data and label batches. Iteration 4: the four logged losses in one
-    # copy, and the net's loss output for the display line; nothing else comes back.
-    assert (copies.htod, copies.dtoh) == (4 * 2, 2), copies
+    # Each iteration: the data and label batches, and the per-iteration values (the inv policy's
+    # rates, the dropout seed): one upload of the scalar table when the iteration is replayed
+    # from a graph (iterations 2-4), two eagerly (the seed at the dropout's forward, the rates
+    # at the update). Iteration 4: the four logged losses in one copy, and the net's loss output
+    # for the display line; nothing else comes back.
+    assert (copies.htod, copies.dtoh) == (4 * (2 + uploads), 2), copies
     assert copies.dtoh_bytes == 4 * 4 + 4, copies
+    if graph:
+        assert solver._graphs.replays == 3 and solver._graphs.captures == 1
