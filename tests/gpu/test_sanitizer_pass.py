@@ -1,5 +1,5 @@
-"""One sanitizer pass over the kernel tests: the LeNet-path layer tests and the device BLAS run
-again, on the emulator built with ASan+UBSan, in a subprocess (the sanitizer runtime must be
+"""One sanitizer pass over the kernel tests: the LeNet-path layer tests, the device BLAS and every
+GEMM version run again, on the emulator built with ASan+UBSan, in a subprocess (the sanitizer runtime must be
 loaded before Python starts). An out-of-bounds or misaligned access in any kernel they launch
 fails this test with the sanitizer's report, which names the kernel, block and thread."""
 
@@ -13,7 +13,7 @@ from confnet.errors import ConfnetError
 from confnet.gpu.emu import sanitizer_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-KERNEL_TESTS = ["tests/gpu/test_blas.py"] + [
+KERNEL_TESTS = ["tests/gpu/test_blas.py", "tests/gpu/test_gemm.py"] + [
     f"tests/layers/test_{name}.py" for name in
     ("convolution", "inner_product", "pooling", "relu", "dropout", "softmax", "softmax_loss",
      "accuracy", "split")]
