@@ -1,6 +1,6 @@
 """One sanitizer pass over the kernel tests: the LeNet-path layer tests, the device BLAS and every
-GEMM version run again, on the emulator built with ASan+UBSan, in a subprocess (the sanitizer runtime must be
-loaded before Python starts). An out-of-bounds or misaligned access in any kernel they launch
+GEMM version run again, on the emulator built with ASan+UBSan, in a subprocess (the sanitizer
+runtime must be loaded before Python starts). An out-of-bounds or misaligned access in any kernel they launch
 fails this test with the sanitizer's report, which names the kernel, block and thread."""
 
 import os
