@@ -23,6 +23,9 @@ stay on the host). Sharing is explicit and never copies: ``share_data``/``share_
 blob use another blob's storage (Split, Flatten, Reshape and parameter sharing use it); in-place
 layers simply get the same Blob object as bottom and top. ``reshape`` keeps the storage when the
 new shape fits in it, as Caffe does, so a batch that shrinks and grows again never reallocates.
+``use_storage`` puts a blob into given SyncedArrays (a TEST net's memory plan shares them among
+blobs whose lifetimes do not overlap); the head then belongs to the storage, so the lazy host and
+device copies follow whichever blob wrote last.
 """
 
 import numbers
@@ -308,6 +311,23 @@ class Blob:
         for mine in ("_data", "_diff"):   # the side not shared must still fit the new shape
             if getattr(self, mine).capacity < count:
                 setattr(self, mine, SyncedArray(count, self.dtype))
+        self._views()
+
+    @property
+    def storage(self):
+        """The SyncedArray holding the data: blobs that share data have the same one."""
+        return self._data
+
+    def use_storage(self, data, diff):
+        """Keep data and diff in the given SyncedArrays from now on (a net's memory plan, see
+        ``confnet/memory_plan.py``, gives blobs that are never alive together the same ones).
+        Each must hold at least ``count`` elements; their contents are whatever another blob
+        left there, so the next writer must write every element."""
+        for synced in (data, diff):
+            if synced.capacity < self._count or synced.dtype != self.dtype:
+                raise ConfnetError(f"blob '{self.name}' ({self._count} x {self.dtype}) does not "
+                                   f"fit a storage of {synced.capacity} x {synced.dtype}")
+        self._data, self._diff = data, diff
         self._views()
 
     def __repr__(self):

@@ -357,7 +357,8 @@ def test(model, weights, iterations, phase, gpu, level, stages):
     from .layers import TEST, TRAIN
     from .net import Net
     _use_device(gpu)
-    net = Net(model, TEST if phase == "TEST" else TRAIN, level, stages, weights=weights)
+    net = Net(model, TEST if phase == "TEST" else TRAIN, level, stages, weights=weights,
+              share_blobs=phase == "TEST")
     sums, loss = {}, 0.0
     for i in range(iterations):
         loss += net.forward_loss()
@@ -506,8 +507,11 @@ def time_command(model, iterations, phase, use_mean, gpu, level, stages):
     """Time each layer's forward and backward pass.
 
     Prints one row per layer (forward and backward ms, share of the total, top shape, memory of
-    tops and parameters) and the totals per iteration. Input layers get random values (class
-    indices for blobs named like "label"); Data layers read their database.
+    tops and parameters), the totals per iteration and the memory: blob data and parameters,
+    the process's peak resident memory and, on a device, the allocator's peak and held bytes.
+    Input layers get random values (class indices for blobs named like "label"); Data layers
+    read their database. --phase TEST times the inference net: forward only, its blobs sharing
+    memory by lifetime as when it scores a model.
 
     \b
     Example:
@@ -520,13 +524,16 @@ def time_command(model, iterations, phase, use_mean, gpu, level, stages):
     from .proto.io import read_net
     _use_device(gpu)
     param = read_net(model)
-    param.force_backward = True     # time every layer's backward, as Caffe's tool does
-    net = Net(param, TRAIN if phase == "TRAIN" else TEST, level, stages)
+    train = phase == "TRAIN"
+    param.force_backward = train    # time every layer's backward, as Caffe's tool does
+    net = Net(param, TRAIN if train else TEST, level, stages, share_blobs=not train)
     if not net.layers:
         raise ConfnetError(f"{model}: the net has no layers in phase {phase}; nothing to time")
-    log.info("Timing %d forward+backward iterations of %s", iterations, net.name)
+    log.info("Timing %d %s iterations of %s", iterations,
+             "forward+backward" if train else "forward", net.name)
     import shutil
-    result = timing.time_net(net, iterations, progress=_passes_shown(iterations))
+    result = timing.time_net(net, iterations, progress=_passes_shown(iterations),
+                             backward=train)
     for line in timing.table(result, use_mean, shutil.get_terminal_size((80, 24)).columns):
         click.echo(line)
 

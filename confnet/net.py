@@ -22,6 +22,12 @@ first and last layer to run. The solver uses ``forward_loss`` (the summed loss) 
 
 Weights: ``copy_from`` copies parameters by layer name from a .caffemodel (any format Caffe has
 written), a .caffemodel.h5 or a NetParameter; ``save`` writes a .caffemodel (or .h5).
+
+Memory: a TEST net built with ``share_blobs=True`` (the solver's test nets, ``confnet test``,
+``confnet time --phase TEST``) lets top blobs whose lifetimes do not overlap share one storage
+(``confnet/memory_plan.py``); its intermediate blobs then hold whatever the last blob of their
+buffer wrote, so it runs forward only, from the first layer. Nets built otherwise (pycaffe's
+API, scripts) keep every blob.
 """
 
 import logging
@@ -31,9 +37,9 @@ from collections import OrderedDict
 import numpy as np
 
 from . import gpu
-from .blob import Blob
+from .blob import Blob, SyncedArray
 from .errors import ConfnetError
-from .layers import TRAIN, create_layer
+from .layers import TEST, TRAIN, create_layer
 from .memory import NetBudget
 from .proto import confnet_pb2 as pb
 
@@ -45,10 +51,12 @@ class Net:
     .caffemodel, whose layer definitions it holds).
 
     ``weights`` (a .caffemodel or .caffemodel.h5) is copied in by layer name. pycaffe's older
-    form ``Net(prototxt, weights, phase)`` works too.
+    form ``Net(prototxt, weights, phase)`` works too. ``share_blobs`` (TEST nets only): plan the
+    top blobs' memory by lifetime (``plan_memory``).
     """
 
-    def __init__(self, source, phase=TRAIN, level=0, stages=(), weights=None, dtype=np.float32):
+    def __init__(self, source, phase=TRAIN, level=0, stages=(), weights=None, dtype=np.float32,
+                 share_blobs=False):
         from .proto import io
         if isinstance(phase, (str, os.PathLike)):
             weights, phase, level = phase, level, 0
@@ -85,6 +93,9 @@ class Net:
         log.info("Network '%s' (%s) initialized: %d layers, memory required for data: %d bytes",
                  self.name, "TRAIN" if phase == TRAIN else "TEST", len(self.layers),
                  self.data_bytes())
+        self.memory_plan = None
+        if share_blobs:
+            self.plan_memory()
         if weights:
             self.copy_from(weights)
 
@@ -220,13 +231,18 @@ class Net:
         reshaped when the shape differs. ``start``/``end`` name the first/last layer to run. The
         result holds the net's outputs (or, with ``end``, that layer's tops) and ``blobs``.
         """
+        reshaped = False
         for name, value in inputs.items():
             if name not in self.inputs:
                 raise ConfnetError(f"net '{self.name}': '{name}' is not an input blob; the "
                                    f"inputs are: {', '.join(self.inputs) or 'none'}")
             value = np.asarray(value)
+            reshaped |= self.blobs[name].shape != value.shape
             self.blobs[name].reshape(value.shape)
             self.blobs[name].set_data(value)
+        if reshaped and self.memory_plan is not None:
+            self._plan_again()
+        self._check_planned(start, blobs)
         first = self._layer_index(start, 0)
         last = self._layer_index(end, len(self.layers) - 1)
         self.forward_loss(first, last)
@@ -301,6 +317,7 @@ class Net:
         The result holds the diffs of the net's inputs (or, with ``end``, that layer's
         bottoms) and of ``diffs``.
         """
+        self._refuse_backward()
         self._seed_loss_diffs()
         for name, value in top_diffs.items():
             if name not in self.outputs:
@@ -355,6 +372,7 @@ class Net:
         device, ``read_loss=False`` leaves the loss in ``device_loss`` and returns None, so an
         iteration copies nothing back. ``fed``: indices of source layers (no bottoms, no loss)
         whose forward already ran for this pass (the solver feeds them outside a CUDA graph)."""
+        self._refuse_backward()
         self._fuse_within(0, len(self.layers) - 1)
         losses = [self.forward_layer(i) for i in range(len(self.layers)) if i not in fed]
         self._seed_loss_diffs()
@@ -387,6 +405,48 @@ class Net:
     def data_bytes(self):
         """Bytes of the blobs' data (each storage counted once)."""
         return sum(b.count * b.dtype.itemsize for b in self.blobs.values())
+
+    # -- memory --------------------------------------------------------------------------------
+    def plan_memory(self):
+        """Let top blobs whose lifetimes do not overlap share storage, on the host and on the
+        device (``confnet/memory_plan.py``); logs the saving. For TEST nets, which run forward
+        only: afterwards ``backward`` and ``forward(start=...)`` are refused, and only the
+        inputs, outputs and losses keep their values after a forward."""
+        from . import memory_plan
+        if self.phase != TEST:
+            raise ConfnetError(f"net '{self.name}': blob memory is shared only in TEST nets; a "
+                               "TRAIN net's backward reads the blobs forward wrote")
+        self.memory_plan = memory_plan.plan(self)
+        memory_plan.apply(self, self.memory_plan)
+        log.info("Memory plan: %s", self.memory_plan.summary(self.name))
+
+    def _plan_again(self):
+        """New input shapes: the buffers were sized for the old ones. Every planned blob gets
+        storage of its own, the layers reshape (views such as Split's and Flatten's tops follow
+        their bottoms again), and the plan is made for the new shapes."""
+        for name in self.memory_plan.shared_names:
+            self.blobs[name].use_storage(*_own_storage(self.blobs[name]))
+        self.reshape()
+        self.plan_memory()
+
+    def _check_planned(self, start, blobs):
+        if self.memory_plan is None:
+            return
+        shared = set(self.memory_plan.shared_names)
+        if start is not None and self._layer_index(start, 0) > 0:
+            raise ConfnetError(f"net '{self.name}' shares blob memory (share_blobs): it runs "
+                               "from its first layer only; build it without share_blobs to "
+                               "start in the middle")
+        asked = [name for name in blobs or () if name in shared]
+        if asked:
+            raise ConfnetError(f"net '{self.name}' shares blob memory (share_blobs): "
+                               f"{', '.join(asked)} are overwritten by later layers; build it "
+                               "without share_blobs to read them")
+
+    def _refuse_backward(self):
+        if self.memory_plan is not None:
+            raise ConfnetError(f"net '{self.name}' shares blob memory (share_blobs) and runs "
+                               "forward only; build it without share_blobs for backward")
 
     # -- weights -------------------------------------------------------------------------------
     def to_proto(self, write_diff=False):
@@ -630,6 +690,11 @@ def insert_splits(layer_params):
                     name=split_layer_name(name, lp.name, j), type="Split", bottom=[name],
                     top=[split_blob_name(name, lp.name, j, k) for k in range(n)]))
     return out
+
+
+def _own_storage(blob):
+    """Fresh data and diff arrays for ``blob`` alone."""
+    return SyncedArray(blob.count, blob.dtype), SyncedArray(blob.count, blob.dtype)
 
 
 def _copy_net(net):

@@ -17,8 +17,19 @@ it is queued. The memory column then comes from the device allocator: the bytes 
 while the layer ran its warm-up pass (blobs get device memory when first used: the layer's
 tops, gradients, parameters and buffers), and the totals line gives the allocator's in-use and
 peak bytes.
+
+Memory lines under the table: the bytes of blob data, each storage counted once (a TEST net
+built with ``share_blobs`` counts its shared buffers, and the bytes they replace), and of the
+parameters; the process's peak resident memory (``getrusage``'s ``ru_maxrss``: everything the
+process ever held at once, Python and numpy included, since it started); on a device, the
+allocator's bytes in use, its peak and what it holds from the driver (its cache included).
+
+``backward=False`` times forward passes only (``confnet time --phase TEST``: the inference net,
+whose blobs share memory).
 """
 
+import resource
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -46,6 +57,10 @@ class Timing:
     layers: list
     memory: int                      # bytes of all blobs' data and parameters, each counted once
     device_memory: dict = None       # on a device: the allocator's {"in_use", "peak", "held"}
+    blob_bytes: int = 0              # bytes of the blobs' data storages, each counted once
+    param_bytes: int = 0             # bytes of the learnable parameters' data
+    unshared_bytes: int = None       # a net with a memory plan: blob data without sharing
+    host_peak: int = 0               # the process's peak resident bytes (ru_maxrss)
 
 
 def fill_inputs(net, seed=0):
@@ -81,11 +96,11 @@ def _classes_for(net, label):
     return min(counts, default=0)
 
 
-def time_net(net, iterations=50, clock=time.perf_counter, progress=None):
-    """Time every layer of ``net`` over ``iterations`` forward+backward passes, after one
-    untimed warm-up pass. ``progress(done, iterations)`` is called after each pass. On the CPU
-    ``clock`` reads the time; on a device the backend's events do. Returns a Timing (``table``
-    formats it)."""
+def time_net(net, iterations=50, clock=time.perf_counter, progress=None, backward=True):
+    """Time every layer of ``net`` over ``iterations`` forward+backward passes (forward only
+    with ``backward=False``), after one untimed warm-up pass. ``progress(done, iterations)`` is
+    called after each pass. On the CPU ``clock`` reads the time; on a device the backend's
+    events do. Returns a Timing (``table`` formats it)."""
     backend = gpu.current()
     timer = _DeviceTimer(backend) if backend is not None else _HostTimer(clock)
     inputs = np.random.default_rng(0)
@@ -95,7 +110,7 @@ def time_net(net, iterations=50, clock=time.perf_counter, progress=None):
     for it in range(iterations + 1):
         allocated = _Allocations(backend, len(net.layers), counting=it == 0)
         forward = _run_forward(net, timer, allocated, inputs if it == 0 else None)
-        backward = _run_backward(net, timer, allocated)
+        backward = _run_backward(net, timer, allocated) if backward else None
         if progress is not None:
             progress(it, iterations)
         if it == 0:
@@ -105,17 +120,28 @@ def time_net(net, iterations=50, clock=time.perf_counter, progress=None):
             continue
         for i, timing in enumerate(layers):
             timing.forward.append(forward[i])
-            if net.layer_need_backward[i]:
+            if backward is not None and net.layer_need_backward[i]:
                 timing.backward.append(backward[i])
     for timing, tops in zip(layers, net.top_ids):
         timing.top_shapes = [net.blobs[t].shape for t in tops]
-    unique = {id(b): _nbytes(b) for b in net.blobs.values()}
-    unique.update((id(b), _nbytes(b)) for b in net.learnable_params)
+    storages = {id(b.storage): b.storage.capacity * b.dtype.itemsize for b in net.blobs.values()}
+    blob_bytes = sum(storages.values())
+    param_bytes = sum({id(b.storage): _nbytes(b) for b in net.learnable_params}.values())
+    plan = getattr(net, "memory_plan", None)
+    unshared = None if plan is None else blob_bytes - plan.planned_bytes + plan.unplanned_bytes
     device_memory = None
     if backend is not None:
         pool = backend.pool
         device_memory = {"in_use": pool.in_use, "peak": pool.peak, "held": pool.held}
-    return Timing(net.name, iterations, layers, sum(unique.values()), device_memory)
+    return Timing(net.name, iterations, layers, blob_bytes + param_bytes, device_memory,
+                  blob_bytes, param_bytes, unshared, peak_resident_bytes())
+
+
+def peak_resident_bytes():
+    """The process's peak resident memory in bytes (ru_maxrss: kilobytes on Linux, bytes on
+    macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 class _HostTimer:
@@ -226,15 +252,25 @@ def table(timing, use_mean=False, columns=80):
     fwd, bwd = _totals(timing, use_mean)
     text.append(f"per iteration ({stat} of {timing.iterations}): forward {1e3 * fwd:.3f} ms, "
                 f"backward {1e3 * bwd:.3f} ms, forward+backward {1e3 * (fwd + bwd):.3f} ms")
-    if timing.device_memory is None:
-        text.append(f"memory: {format_bytes(timing.memory)} of blob data and parameters "
-                    "(gradients take as much again)")
-    else:
-        m = timing.device_memory
-        text.append(f"device memory (allocator): {format_bytes(m['in_use'])} in use, "
-                    f"{format_bytes(m['peak'])} peak, {format_bytes(m['held'])} held; a layer's "
-                    "memory is what it was given in the warm-up pass")
+    text.extend(memory_lines(timing))
     return text
+
+
+def memory_lines(timing):
+    """The memory lines under the table (see the module docstring)."""
+    if timing.unshared_bytes is None:
+        blobs = f"{format_bytes(timing.blob_bytes)} of blob data"
+    else:
+        blobs = (f"{format_bytes(timing.blob_bytes)} of blob data (shared by lifetime; "
+                 f"{format_bytes(timing.unshared_bytes)} unshared)")
+    lines = [f"memory: {blobs}, {format_bytes(timing.param_bytes)} of parameters",
+             f"host peak: {format_bytes(timing.host_peak)} resident (process maximum RSS)"]
+    if timing.device_memory is not None:
+        m = timing.device_memory
+        lines.append(f"device memory (allocator): {format_bytes(m['in_use'])} in use, "
+                     f"{format_bytes(m['peak'])} peak, {format_bytes(m['held'])} held; a "
+                     "layer's memory is what it was given in the warm-up pass")
+    return lines
 
 
 _SHRINKABLE = (0, 5, 1)   # layer name, top shape, type: the columns that may be shortened

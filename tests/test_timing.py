@@ -56,7 +56,9 @@ def test_statistics_and_table_with_a_fake_clock():
     conv = next(line for line in lines if line.startswith("conv "))
     assert conv.split()[2:5] == ["1.000", "1.000", f"{200 / 13:.1f}%"]
     assert len({len(line) for line in lines[:3]}) == 1       # aligned columns
-    assert "forward 8.000 ms, backward 5.000 ms, forward+backward 13.000 ms" in lines[-2]
+    totals = lines[1 + len(result.layers)]
+    assert "forward 8.000 ms, backward 5.000 ms, forward+backward 13.000 ms" in totals
+    assert lines[-2].startswith("memory: ") and lines[-1].startswith("host peak: ")
 
 
 def test_format_bytes():
@@ -88,7 +90,8 @@ def test_table_fits_80_columns_and_progress_is_reported():
     timing_ = timing.time_net(net, 3, progress=lambda done, total: seen.append((done, total)))
     assert seen == [(0, 3), (1, 3), (2, 3), (3, 3)]
     lines = timing.table(timing_)
-    assert all(len(line) <= 80 for line in lines[:-2]), "\n".join(lines)
+    rows = lines[:1 + len(timing_.layers)]     # the header and the layers' rows
+    assert all(len(line) <= 80 for line in rows), "\n".join(lines)
     assert any("~" in line for line in lines)
 
 

@@ -185,6 +185,7 @@ class _PycaffeSolver:
     """
 
     net_class = Net
+    share_test_blobs = False   # pycaffe scripts read test_nets[i].blobs: keep every blob
 
     def __init__(self, source, solver_path=None):
         if isinstance(source, (str, os.PathLike)):

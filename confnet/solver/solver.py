@@ -33,7 +33,7 @@ from collections import deque
 
 import numpy as np
 
-from .. import gpu, metrics, rng
+from .. import gpu, memory, metrics, rng
 from ..blob import Blob
 from ..errors import ConfnetError
 from ..gpu.graph import GraphRunner
@@ -49,6 +49,7 @@ log = logging.getLogger("confnet")
 class Solver:
     history_per_param = 1   # blobs of optimizer state per learnable parameter
     net_class = Net         # the class of the train and test nets (confnet.caffe's Net there)
+    share_test_blobs = True  # test nets share blob memory by lifetime (confnet/memory_plan.py)
 
     def __init__(self, param, solver_path=None):
         self.param = param
@@ -163,7 +164,8 @@ class Solver:
                 net_param.CopyFrom(value)
             state = p.test_state[i] if p.test_state else pb.NetState()
             log.info("Creating test net (#%d) from %s", i, field)
-            nets.append(self.net_class(net_param, TEST, state.level, list(state.stage)))
+            nets.append(self.net_class(net_param, TEST, state.level, list(state.stage),
+                                       share_blobs=self.share_test_blobs))
         return nets
 
     # -- the loop ------------------------------------------------------------------------------
@@ -203,6 +205,7 @@ class Solver:
             self._record(train_loss=loss)
         if p.test_interval and self.iter % p.test_interval == 0:
             self.test_all()
+        self._log_device_memory()
         log.info("Optimization Done.")
 
     def _check_snapshot_folder(self):
@@ -294,6 +297,13 @@ class Solver:
             self._read_device_losses()
 
     # -- CUDA graphs ---------------------------------------------------------------------------
+    @property
+    def graph_active(self):
+        """Whether this run's iterations are replayed from CUDA graphs now: captured, replayed
+        at least once, and not turned off since."""
+        graphs = self._graphs
+        return bool(graphs) and graphs.enabled and graphs.replays > 0
+
     def _graph_runner(self):
         """The GraphRunner of this run, or None when iterations run eagerly: on the host, with
         cuda_graph off, where something the graph cannot hold runs every iteration (solver
@@ -455,6 +465,16 @@ class Solver:
                 suffix = f" (* {weight:g} = {weight * value:g} loss)" if weight else ""
                 log.info("    Train net output #%d: %s = %g%s", index, name, value, suffix)
                 index += 1
+        self._log_device_memory()
+
+    @staticmethod
+    def _log_device_memory():
+        """On a device: the caching allocator's peak and held bytes since the start."""
+        backend = gpu.current()
+        if backend is not None:
+            pool = backend.pool
+            log.info("    Device memory: %s peak, %s held (%s in use)", memory.human(pool.peak),
+                     memory.human(pool.held), memory.human(pool.in_use))
 
     def batch_size(self):
         for layer, tops in zip(self.net.layers, self.net.top_ids):
