@@ -10,7 +10,9 @@
 #   c. gpu tests python -m pytest -q -m gpu: every kernel against the CPU path on the device
 #   d. sanitize  compute-sanitizer --tool memcheck, then --tool racecheck, over a small subset
 #                of the gpu tests (pytest -k "$GPU_CHECK_SANITIZE_K")
-#   e. bench     training speed and peak memory of LeNet, CIFAR-10 quick and CaffeNet, confnet
+#   e. gemm      python tools/bench_gemm.py: GFLOP/s of every GEMM version beside torch.matmul
+#                (TF32 off and on), % of the FP32/TF32 peaks (--emu: tiny shapes, a run check)
+#   f. bench     training speed and peak memory of LeNet, CIFAR-10 quick and CaffeNet, confnet
 #                (CUDA graph and TF32 off/on) against PyTorch (eager and CUDA graph, TF32 off/on):
 #                python tools/bench_gpu.py --quick --budget S, S two thirds of the step's cap so
 #                the table comes out before the cap; its last line, the ratios, is the key figure
@@ -61,7 +63,7 @@ FIND_LINKS=${GPU_CHECK_FIND_LINKS:-}
 INSTALL=(confnet pycuda pytest hypothesis)
 # Per-step caps in seconds; together above the budget on purpose: the late steps get what the
 # early ones left (the deadline trims every cap).
-CAP_VENV=120 CAP_DRIVER=30 CAP_SMI=20 CAP_QUERY=45 CAP_TESTS=200 CAP_SANITIZE=90 CAP_BENCH=240
+CAP_VENV=120 CAP_DRIVER=30 CAP_SMI=20 CAP_QUERY=45 CAP_TESTS=200 CAP_SANITIZE=90 CAP_GEMM=60 CAP_BENCH=240
 SANITIZER_ERROR_RC=86
 
 # shellcheck source=tools/offline_lib.sh
@@ -226,6 +228,15 @@ step_sanitize() {  # step_sanitize TOOL
         "$(late_figure || echo "${errors:-no summary}; $(pytest_summary)")"
 }
 
+step_gemm() {   # every GEMM version beside torch.matmul, after each is checked against it
+    if [ "$MODE" = emu ]; then
+        capped gemm "$CAP_GEMM" "$VENV/bin/python" tools/bench_gemm.py --gpu emu
+    else
+        capped gemm "$CAP_GEMM" "$VENV/bin/python" tools/bench_gemm.py --gpu 0
+    fi
+    record "bench gemm" "$(status_of)" "$SECS" "$(last_line)"
+}
+
 step_bench() {
     local cap=$CAP_BENCH left=$((DEADLINE - SECONDS))
     ((cap > left)) && cap=$left
@@ -279,6 +290,7 @@ main() {
     step_tests
     step_sanitize memcheck
     step_sanitize racecheck
+    step_gemm
     step_bench
     print_table
 }

@@ -91,6 +91,7 @@ def test_what_cannot_be_captured_breaks_the_capture_cleanly(emu, what, match):
 @needs_gxx
 def test_blocks_freed_during_a_capture_stay_with_the_graph(emu):
     size = 4 * 1000
+    emu.pool.release_cached()                      # earlier tests may have left blocks cached
     emu.free(emu.alloc(size))                      # one cached block of that size
     emu.begin_capture()
     scratch = emu.alloc(size)                      # from the cache: no driver call
