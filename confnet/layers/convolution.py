@@ -248,7 +248,10 @@ class Convolution(Layer):
                         "col", self._host_col_shape(x_chunk.shape[0]), x_chunk.dtype))
                 dy = self._output_groups(y.diff[images])
                 if self.bias_term:
-                    self.blobs[1].diff += dy.sum(axis=2).reshape(-1)
+                    # A product with ones: BLAS sums the long rows ~5x faster than np.sum.
+                    ones = SCRATCH.get("conv_ones", dy.shape[2:], dy.dtype)
+                    ones.fill(1)
+                    self.blobs[1].diff += np.matmul(dy, ones).reshape(-1)
                 # dW_g^T = col_g @ dY_g^T: BLAS runs this orientation faster than dY_g @ col_g^T.
                 if self._rows:   # kernel row a: dW[..., a, :] from rows [a d, a d + Ho)
                     g, mg, kh = self.group, self.num_output // self.group, self.kernel[0]
