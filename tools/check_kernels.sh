@@ -5,7 +5,8 @@
 # Usage: bash tools/check_kernels.sh [--record] [OUT_DIR]   (the ptxas reports are kept in OUT_DIR)
 #   --record  also rewrite cuda/resource_usage.txt, the committed table of registers and static
 #             shared memory per kernel and architecture, so that a change in a kernel's resources
-#             shows in its diff. CI runs without it: it fails on spills only.
+#             shows in its diff. CI runs without it: it fails on spills, and on a table
+#             that does not match the kernels (when the table's nvcc is the one running).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 record=0
@@ -56,10 +57,25 @@ resource_table() {
 
 echo "registers and shared memory per kernel (sm_90):"
 resource_table | awk '$3 == "sm_90"' || true
+# The committed table must match what this compiler reports: a kernel changed without
+# --record fails here. Another nvcc release may allocate registers differently, so with a
+# compiler other than the one the table names, a difference is only reported.
+version="($(nvcc --version | tail -n 1 | sed -e 's/^Build //'))"
+if [[ $record == 0 && $status == 0 && -f cuda/resource_usage.txt ]]; then
+    if ! diff <(grep -v '^#' cuda/resource_usage.txt) <(resource_table) >"$out/resource.diff"; then
+        if grep -qF -- "$version" cuda/resource_usage.txt; then
+            echo "check_kernels: cuda/resource_usage.txt is out of date (run with --record):"
+            cat "$out/resource.diff"; status=1
+        else
+            echo "check_kernels: register counts differ from cuda/resource_usage.txt, which" \
+                 "another nvcc wrote (this one: $version)"
+        fi
+    fi
+fi
 if [[ $record == 1 && $status == 0 ]]; then
     {
         echo "# Registers and static shared memory (bytes) of every kernel, from ptxas"
-        echo "# --resource-usage ($(nvcc --version | tail -n 1 | sed -e 's/^Build //'))."
+        echo "# --resource-usage $version."
         echo "# Regenerate: bash tools/check_kernels.sh --record"
         printf "%-14s %-34s %-6s %4s %8s\n" "# file" "kernel" "arch" "regs" "smem"
         resource_table
