@@ -161,13 +161,16 @@ def test_batch_first_and_batch_last_columns_agree_with_reference(monkeypatch, im
 @pytest.mark.parametrize("kernel, pad, stride, dilation, group, outputs", [
     ((3, 3), (2, 2), (1, 1), (2, 2), 2, 2),    # same size, fewer outputs: dx by the flipped path
     ((3, 2), (1, 0), (1, 2), (2, 2), 1, 3),    # a width stride: dx by col2im
+    ((3, 3), (1, 1), (1, 1), (1, 1), 1, 6),    # same size, more outputs: still flipped
     ((4, 1), (1, 0), (1, 1), (1, 1), 1, 3)])
+@pytest.mark.parametrize("stack_rows", [0, 10])
 def test_row_windows_agree_with_reference(monkeypatch, kernel, pad, stride, dilation, group,
-                                          outputs):
+                                          outputs, stack_rows):
     # Batch-last 2-D columns with stride 1 along the rows keep only the windows along the
-    # width (one product per kernel row, reading a slice of their rows): dilation, groups, a
-    # width stride, and both ways of computing dx.
+    # width (one product per kernel row, reading a slice of their rows, or one product of the
+    # kernel rows stacked): dilation, groups, a width stride, and both ways of computing dx.
     force_layout(monkeypatch, 10**9)
+    monkeypatch.setattr(convolution, "_STACK_ROWS", stack_rows)
     x = RNG.normal(size=(3, 4, 7, 6))
     w, b = RNG.normal(size=(outputs, 4 // group) + kernel), RNG.normal(size=outputs)
     text = conv_text(num_output=outputs, kernel_h=kernel[0], kernel_w=kernel[1], pad_h=pad[0],
