@@ -119,6 +119,8 @@ class Pooling(Layer):
         self.batch = shape[0]
         # The windows tile the input exactly (LeNet's 2 x 2, stride 2): each cell is in one.
         self.tiles = self.stride == tuple(self.kernel) and not any(self.pad + self.pad_after)
+        self._phases = (_Phases(spatial, self.kernel, self.stride, self.pad, self.pad_after)
+                        if self.method == MAX and not self.tiles else None)
         if self.method == AVE and self._ave_geometry != axes:
             self._ave_geometry = axes
             sizes = [self._window_sizes(*axis, o) for axis, o in zip(axes, self.out)]
@@ -183,11 +185,12 @@ class Pooling(Layer):
             accumulate_windows(lambda offset: scaled, dx, self.kernel, self.pad, self.stride,
                                (1, 1), self.pad_after)
 
-    def _image_chunks(self, per_image):
-        """Slices of the batch that need at most _CHUNK_BYTES (at least one image) when one
-        image needs ``per_image`` bytes."""
-        step = max(1, _CHUNK_BYTES // max(per_image, 1))
-        return [slice(start, start + step) for start in range(0, self.batch, step)]
+    @staticmethod
+    def _chunks(count, per_item):
+        """Slices of range(count) that need at most _CHUNK_BYTES (at least one item) when one
+        item (an image, a plane) needs ``per_item`` bytes."""
+        step = max(1, _CHUNK_BYTES // max(per_item, 1))
+        return [slice(start, min(start + step, count)) for start in range(0, count, step)]
 
     def _padded(self, x, value):
         shape = x.shape[:2] + tuple(size + b + a for size, b, a
@@ -202,7 +205,7 @@ class Pooling(Layer):
         best = top[0].data
         windows = self._windows()
         self.winner = self._kept.get("winner", (len(windows),) + best.shape, bool)
-        for images in self._image_chunks(best[:1].size * len(windows) * x.itemsize):
+        for images in self._chunks(self.batch, best[:1].size * len(windows) * x.itemsize):
             self._max_chunk(xp[images], best[images], self.winner[:, images], windows)
         if len(top) > 1:
             top[1].data[...] = self._mask(x.shape[3])
@@ -237,73 +240,24 @@ class Pooling(Layer):
         cols = np.arange(self.out[1]) * sw - pw + offset % kw
         return rows * width + cols
 
-    # -- MAX over overlapping windows: the input split into stride phases ---------------------
-    # Window (i, j) reads padded cell (i sh + a, j sw + b) for kernel offset (a, b). Split the
-    # padded input into sh x sw phases, phase (r, t) holding the cells (r + sh u, t + sw v) as
-    # a (planes, Hq, Wq) array: offset (a, b) then reads phase (a % sh, b % sw) at
-    # (i + a // sh, j + b // sw), which in the flattened phase is one contiguous run shifted by
-    # (a // sh) Wq + b // sw. Every step of forward and backward is then a plain vectorized
-    # operation over contiguous memory (strided views with rows of PW values run several times
-    # slower). The results live on the same (Hq, Wq) grid; cells with i >= PH or j >= PW are
-    # don't-cares (their reads wrap into the next row), dropped at the end. A chunk of planes
-    # at a time keeps the working set (phases, running maximum, winner index) in the cache.
-    def _phase_geometry(self, spatial):
-        (sh, sw), (kh, kw) = self.stride, self.kernel
-        padded = tuple(size + b + a for size, b, a in zip(spatial, self.pad, self.pad_after))
-        hq, wq = -(-padded[0] // sh), -(-padded[1] // sw)
-        offsets = [((a % sh, b % sw), (a // sh) * wq + b // sw) for a, b in np.ndindex(kh, kw)]
-        phases = sorted({phase for phase, _ in offsets})
-        tail = max(shift for _, shift in offsets)
-        return hq, wq, phases, [(phases.index(phase), shift) for phase, shift in offsets], tail
-
-    def _plane_chunks(self, planes, plane_bytes):
-        step = max(1, _CHUNK_BYTES // max(plane_bytes, 1))
-        return [slice(start, min(start + step, planes)) for start in range(0, planes, step)]
-
-    def _split_phases(self, x, out, fill):
-        """x (planes, H, W) -> out (phases, planes * Hq * Wq + tail), padding cells = fill."""
-        hq, wq, phases, _, _ = self._geometry_cache
-        planes, height, width = x.shape
-        grid = out[:, :planes * hq * wq].reshape(len(phases), planes, hq, wq)
-        out[:, planes * hq * wq:] = fill
-        for target, phase in zip(grid, phases):
-            inside, cells = self._phase_cells(phase, (height, width), (hq, wq))
-            target[...] = fill
-            np.copyto(target[inside], x[cells])
-        return grid
-
-    def _phase_cells(self, phase, spatial, grid):
-        """(index into a phase grid, index into the unpadded input): the cells of phase
-        (r, t) that hold input cells, and those input cells. Phase row u holds padded row
-        r + sh u, i.e. input row r + sh u - pad, which is inside for u in [u0, u1)."""
-        index = [slice(None)], [slice(None)]
-        for r, s, p, size, extent in zip(phase, self.stride, self.pad, spatial, grid):
-            u0, u1 = max(0, -(-(p - r) // s)), min(extent, -(-(size + p - r) // s))
-            u1 = max(u0, u1)
-            first = r + s * u0 - p
-            index[0].append(slice(u0, u1))
-            index[1].append(slice(first, first + s * (u1 - u0 - 1) + 1, s) if u1 > u0
-                            else slice(0, 0))
-        return tuple(index[0]), tuple(index[1])
-
+    # -- MAX over overlapping windows: the input split into stride phases (see _Phases) ------
     def _forward_max_phases(self, x, top):
         n, c, height, width = x.shape
-        planes = n * c
-        hq, wq, phases, offsets, tail = self._geometry_cache = self._phase_geometry((height, width))
+        planes, geo = n * c, self._phases
         ph_, pw_ = self.out
-        self.winner = self._kept.get("winner", (planes, hq, wq), np.int8)
+        self.winner = self._kept.get("winner", (planes, geo.hq, geo.wq), np.int8)
         best_all = top[0].data.reshape(planes, ph_, pw_)
         xs = x.reshape(planes, height, width)
-        for part in self._plane_chunks(planes, hq * wq * len(phases) * x.itemsize):
+        for part in self._chunks(planes, geo.plane_size * len(geo.phases) * x.itemsize):
             count = part.stop - part.start
-            size = count * hq * wq
-            split = SCRATCH.get("pool_phases", (len(phases), size + tail), x.dtype)
-            self._split_phases(xs[part], split, -np.inf)
+            size = count * geo.plane_size
+            split = SCRATCH.get("pool_phases", (len(geo.phases), size + geo.tail), x.dtype)
+            geo.split(xs[part], split, -np.inf)
             best = SCRATCH.get("pool_best", (size,), x.dtype)
             more = SCRATCH.get("pool_more", (size,), bool)
             taken = SCRATCH.get("pool_taken", (size,), np.int8)
             winner = self.winner[part].reshape(-1)
-            (first, shift), rest = offsets[0], offsets[1:]
+            (first, shift), rest = geo.offsets[0], geo.offsets[1:]
             np.copyto(best, split[first, shift:shift + size])
             winner.fill(0)
             # A strictly greater value takes over, so a tie stays with the earlier offset
@@ -316,7 +270,7 @@ class Pooling(Layer):
                 np.maximum(best, values, out=best)
                 np.multiply(more, np.int8(k), out=taken)
                 np.maximum(winner, taken, out=winner)
-            np.copyto(best_all[part], best.reshape(count, hq, wq)[:, :ph_, :pw_])
+            np.copyto(best_all[part], best.reshape(count, geo.hq, geo.wq)[:, :ph_, :pw_])
         if len(top) > 1:
             top[1].data[...] = self._mask(x.shape[3])
 
@@ -325,17 +279,15 @@ class Pooling(Layer):
         add their dy into the shifted run of that offset's phase; the phases are then put back
         together into dx (the padding dropped)."""
         n, c, height, width = dx.shape
-        planes = n * c
-        hq, wq, phases, offsets, tail = self._geometry_cache
-        sh, sw = self.stride
+        planes, geo = n * c, self._phases
         ph_, pw_ = self.out
         dys, dxs = dy.reshape(planes, ph_, pw_), dx.reshape(planes, height, width)
-        for part in self._plane_chunks(planes, hq * wq * len(phases) * dx.itemsize):
+        for part in self._chunks(planes, geo.plane_size * len(geo.phases) * dx.itemsize):
             count = part.stop - part.start
-            size = count * hq * wq
-            grads = SCRATCH.get("pool_phases", (len(phases), size + tail), dx.dtype)
+            size = count * geo.plane_size
+            grads = SCRATCH.get("pool_phases", (len(geo.phases), size + geo.tail), dx.dtype)
             grads.fill(0)
-            spread = SCRATCH.get("pool_best", (count, hq, wq), dx.dtype)
+            spread = SCRATCH.get("pool_best", (count, geo.hq, geo.wq), dx.dtype)
             spread[:, ph_:], spread[:, :, pw_:] = 0, 0   # don't-care windows add nothing
             np.copyto(spread[:, :ph_, :pw_], dys[part])
             spread = spread.reshape(-1)
@@ -345,18 +297,13 @@ class Pooling(Layer):
             # Offsets in reverse: a cell then sums the windows that read it in row-major
             # window order (a later window reaches it through an earlier offset), the order
             # of the device kernel, so the two agree to the bit.
-            for k, (phase, shift) in reversed(list(enumerate(offsets))):
+            for k, (phase, shift) in reversed(list(enumerate(geo.offsets))):
                 np.equal(winner, k, out=won)
                 np.multiply(spread, won, out=share)
                 run = grads[phase, shift:shift + size]
                 np.add(run, share, out=run)
-            grid = grads[:, :size].reshape(len(phases), count, hq, wq)
-            target = dxs[part]
-            if len(phases) < sh * sw:   # a stride above the kernel: some cells are never read
-                target.fill(0)
-            for source, phase in zip(grid, phases):
-                inside, cells = self._phase_cells(phase, (height, width), (hq, wq))
-                np.copyto(target[cells], source[inside])
+            geo.merge(grads[:, :size].reshape(len(geo.phases), count, geo.hq, geo.wq),
+                      dxs[part])
 
     # -- device ------------------------------------------------------------------------------------
     def _geometry(self, x):
@@ -398,3 +345,70 @@ class Pooling(Layer):
         for index in self._windows():
             y += xp[index]
         y /= self.pool_size
+
+
+class _Phases:
+    """MAX pooling's stride phases of one input geometry (computed at reshape).
+
+    Window (i, j) reads padded cell (i sh + a, j sw + b) for kernel offset (a, b). The padded
+    input split into sh x sw phases, phase (r, t) holding the cells (r + sh u, t + sw v) as a
+    (planes, Hq, Wq) array, offset (a, b) reads phase (a % sh, b % sw) at (i + a // sh,
+    j + b // sw), which in the flattened phase is one contiguous run shifted by
+    (a // sh) Wq + b // sw. Every step of forward and backward is then a plain vectorized
+    operation over contiguous memory (strided views with rows of PW values run several times
+    slower). Results live on the same (Hq, Wq) grid; cells with i >= PH or j >= PW are
+    don't-cares (their reads wrap into the next row), dropped at the end. ``tail`` cells after
+    the last plane keep the last runs inside the array.
+
+    ``phases``: the (r, t) that some offset reads; ``offsets``: per kernel offset, row-major,
+    (index into ``phases``, shift); ``cells``: per phase, (index of its grid cells that hold
+    input cells, index of those input cells).
+    """
+
+    def __init__(self, spatial, kernel, stride, pad, pad_after):
+        (sh, sw), (kh, kw) = stride, kernel
+        padded = tuple(size + b + a for size, b, a in zip(spatial, pad, pad_after))
+        self.hq, self.wq = -(-padded[0] // sh), -(-padded[1] // sw)
+        self.plane_size = self.hq * self.wq
+        reads = [((a % sh, b % sw), (a // sh) * self.wq + b // sw)
+                 for a, b in np.ndindex(kh, kw)]
+        self.phases = sorted({phase for phase, _ in reads})
+        self.offsets = [(self.phases.index(phase), shift) for phase, shift in reads]
+        self.tail = max(shift for _, shift in reads)
+        self.every_cell = len(self.phases) == sh * sw   # else a stride above the kernel
+        self.cells = [self._cells(phase, spatial, stride, pad) for phase in self.phases]
+
+    def _cells(self, phase, spatial, stride, pad):
+        """Phase row u holds padded row r + sh u, i.e. input row r + sh u - pad, which is
+        inside for u in [u0, u1) (columns likewise)."""
+        grid, inputs = [slice(None)], [slice(None)]
+        for r, s, p, size, extent in zip(phase, stride, pad, spatial, (self.hq, self.wq)):
+            u0 = max(0, -(-(p - r) // s))
+            u1 = max(u0, min(extent, -(-(size + p - r) // s)))
+            first = r + s * u0 - p
+            grid.append(slice(u0, u1))
+            inputs.append(slice(first, first + s * (u1 - u0 - 1) + 1, s) if u1 > u0
+                          else slice(0, 0))
+        return tuple(grid), tuple(inputs)
+
+    def split(self, x, out, fill):
+        """x (planes, H, W) -> out (phases, planes Hq Wq + tail); cells that hold no input
+        cell (the padding, the overhang, the tail) are ``fill``."""
+        planes = x.shape[0]
+        out[:, planes * self.plane_size:] = fill
+        grids = out[:, :planes * self.plane_size].reshape(len(self.phases), planes, self.hq,
+                                                          self.wq)
+        for target, (inside, cells) in zip(grids, self.cells):
+            rows, cols = inside[1:]
+            target[:, :rows.start], target[:, rows.stop:] = fill, fill
+            target[:, :, :cols.start], target[:, :, cols.stop:] = fill, fill
+            np.copyto(target[inside], x[cells])
+
+    def merge(self, grids, out):
+        """The adjoint of ``split`` for gradients: grids (phases, planes, Hq, Wq) -> out
+        (planes, H, W), the cells no phase holds set to 0."""
+        if not self.every_cell:
+            out.fill(0)
+        for source, (inside, cells) in zip(grids, self.cells):
+            np.copyto(out[cells], source[inside])
+
