@@ -326,10 +326,27 @@ class Backend:
         raise NotImplementedError
 
     def synchronize(self):
-        raise NotImplementedError
+        """Wait until the work queued so far has finished."""
+        self._refuse_in_capture("a synchronize")
+        self._synchronize()
 
     def record_event(self):
         """A mark placed in the order of the work queued so far; ``elapsed`` times two."""
+        self._refuse_in_capture("an event (a timing mark)")
+        return self._record_event()
+
+    def elapsed(self, start, end):
+        """Seconds the device took from mark ``start`` to mark ``end`` (waits for ``end``)."""
+        self._refuse_in_capture("an event wait (elapsed)")
+        return self._elapsed(start, end)
+
+    def _synchronize(self):
+        raise NotImplementedError
+
+    def _record_event(self):
+        raise NotImplementedError
+
+    def _elapsed(self, start, end):
         raise NotImplementedError
 
     def _begin_capture(self):
@@ -345,10 +362,6 @@ class Backend:
         raise NotImplementedError
 
     def _destroy_graph(self, handle):
-        raise NotImplementedError
-
-    def elapsed(self, start, end):
-        """Seconds the device took from mark ``start`` to mark ``end`` (waits for ``end``)."""
         raise NotImplementedError
 
     def describe(self):
