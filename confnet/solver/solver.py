@@ -73,6 +73,7 @@ class Solver:
         self._sumsq_slots = None      # device buffer of clip_gradients' per-parameter sums
         self._rate_slots = None       # device: each parameter's rate, in the scalar table
         self._graphs = None           # gpu.graph.GraphRunner of a device run with cuda_graph
+                                      # (made at the first iteration; off: it runs eagerly)
         self._fed_shapes = None       # the source layers' top shapes the graphs were made for
         self._graph_arrays = (None, [])   # (captures, the blobs' synced arrays) for replays
         self.requested_stop = False       # finish the current iteration, then stop
@@ -248,9 +249,7 @@ class Solver:
                 loss = None   # on the device, the loss stays there (as _forward_backward's)
             else:
                 loss = self._forward_backward()
-                if p.display and self.iter % p.display == 0:
-                    self._read_device_losses()
-                    self._display(sum(self.losses) / len(self.losses), clock.lap(self.iter))
+                self._display_if_due(clock)
                 for callback in self.callbacks:
                     callback.on_gradients_ready()
                 self.apply_update()
@@ -302,7 +301,7 @@ class Solver:
         """Whether this run's iterations are replayed from CUDA graphs now: captured, replayed
         at least once, and not turned off since."""
         graphs = self._graphs
-        return bool(graphs) and graphs.enabled and graphs.replays > 0
+        return graphs is not None and graphs.enabled and graphs.replays > 0
 
     def _graph_runner(self):
         """The GraphRunner of this run, or None when iterations run eagerly: on the host, with
@@ -312,15 +311,13 @@ class Solver:
             backend = gpu.current()
             if backend is None or not self.param.cuda_graph:
                 return None
-            reason = self._graph_obstacle()
-            if reason:
-                self._graphs = False
-                log.info("CUDA graphs off: %s; the iterations run eagerly", reason)
-                return None
             self._graphs = GraphRunner(backend, before_replay=self._before_replay,
                                        after_replay=self._after_replay,
                                        save_state=self._save_heads)
-        return self._graphs if self._graphs and self._graphs.enabled else None
+            reason = self._graph_obstacle()
+            if reason:
+                self._graphs.turn_off(reason)
+        return self._graphs if self._graphs.enabled else None
 
     def _graph_obstacle(self):
         """Why this solver's iterations cannot be replayed from a graph (None: they can)."""
@@ -351,9 +348,7 @@ class Solver:
             table.end_pass()
         graphs.iteration_done()
         self._store_device_loss()
-        if p.display and self.iter % p.display == 0:
-            self._read_device_losses()
-            self._display(sum(self.losses) / len(self.losses), clock.lap(self.iter))
+        if self._display_if_due(clock):
             log.info("Iteration %d, lr = %g", self.iter, rate)
 
     def _graph_pass(self, first, last, rate, losses):
@@ -450,6 +445,15 @@ class Solver:
                 return f"{where}, and its parameters are not finite: training diverged; {hint}"
             return f"{where} from finite inputs: training diverged or overflowed; {hint}"
         return f"{head}; {hint}"
+
+    def _display_if_due(self, clock):
+        """At a display iteration, the losses read from the device and shown; whether it was
+        one."""
+        if not (self.param.display and self.iter % self.param.display == 0):
+            return False
+        self._read_device_losses()
+        self._display(sum(self.losses) / len(self.losses), clock.lap(self.iter))
+        return True
 
     def _display(self, smoothed, speed):
         batch = self.batch_size()
