@@ -510,6 +510,12 @@ class Convolution(Layer):
             return None
         return self.blobs[1].gpu_data + 4 * group * (self.num_output // self.group)
 
+    def _device_col2im(self, col_ptr, n, channels, geometry, out_ptr):
+        """out (n, channels, height, width) = every column entry summed at the cell it was
+        read from; ``geometry`` (``_geometry_2d``) starts with that height and width."""
+        self.launch_1d("convolution_col2im", n * channels * int(geometry[0]) * int(geometry[1]),
+                       col_ptr, np.int32(n), np.int32(channels), *geometry, out_ptr)
+
     def forward_gpu(self, bottom, top):
         spatial = bottom[0].shape[2:]
         for i, (x, y) in enumerate(zip(bottom, top)):
@@ -609,9 +615,8 @@ class Convolution(Layer):
                           dy + 4 * (start * image_out + group * mg * p), 0.0,
                           dcol + 4 * group * ckg * n * p,
                           ldc=n * p, batch=n, stride_b=image_out, stride_c=p)
-            self.launch_1d("convolution_col2im", n * image_in, dcol, np.int32(n),
-                           np.int32(self.channels), *geometry,
-                           x.mutable_gpu_diff + 4 * start * image_in)
+            self._device_col2im(dcol, n, self.channels, geometry,
+                                x.mutable_gpu_diff + 4 * start * image_in)
 
     def _im2col_backward(self, i, y, x, down):
         m, g = self.num_output, self.group
@@ -641,10 +646,8 @@ class Convolution(Layer):
                     blas.gemm(True, False, ckg, n * p, mg, 1.0, w + 4 * group * mg * ckg,
                               dy_rows + 4 * group * mg * n * p, 0.0,
                               dcol + 4 * group * ckg * n * p)
-                geometry = self._geometry_2d(spatial)
-                self.launch_1d("convolution_col2im", n * image_in, dcol, np.int32(n),
-                               np.int32(self.channels), *geometry,
-                               x.mutable_gpu_diff + 4 * start * image_in)
+                self._device_col2im(dcol, n, self.channels, self._geometry_2d(spatial),
+                                    x.mutable_gpu_diff + 4 * start * image_in)
 
     # -- implicit GEMM launchers (cuda/convolution.cu) --------------------------------------------
     # Written for a convolution of ``channels`` -> ``outputs`` channels from maps of size

@@ -159,8 +159,7 @@ class Deconvolution(convolution.Convolution):
                           x_ptr + 4 * (start * c * p + group * cg * p), 0.0,
                           col + 4 * group * mgk * n * p,
                           ldc=n * p, batch=n, stride_b=c * p, stride_c=p)
-            self.launch_1d("convolution_col2im", n * m * q, col, np.int32(n), np.int32(m),
-                           *geometry, y_ptr + 4 * start * m * q)
+            self._device_col2im(col, n, m, geometry, y_ptr + 4 * start * m * q)
 
     def backward_gpu(self, top, propagate_down, bottom):
         c, m, q = self.channels, self.num_output, int(np.prod(self.out))
