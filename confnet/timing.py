@@ -55,7 +55,6 @@ class Timing:
     net_name: str
     iterations: int
     layers: list
-    memory: int                      # bytes of all blobs' data and parameters, each counted once
     device_memory: dict = None       # on a device: the allocator's {"in_use", "peak", "held"}
     blob_bytes: int = 0              # bytes of the blobs' data storages, each counted once
     param_bytes: int = 0             # bytes of the learnable parameters' data
@@ -133,8 +132,8 @@ def time_net(net, iterations=50, clock=time.perf_counter, progress=None, backwar
     if backend is not None:
         pool = backend.pool
         device_memory = {"in_use": pool.in_use, "peak": pool.peak, "held": pool.held}
-    return Timing(net.name, iterations, layers, blob_bytes + param_bytes, device_memory,
-                  blob_bytes, param_bytes, unshared, peak_resident_bytes())
+    return Timing(net.name, iterations, layers, device_memory, blob_bytes, param_bytes, unshared,
+                  peak_resident_bytes())
 
 
 def peak_resident_bytes():
