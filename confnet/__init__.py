@@ -5,6 +5,10 @@
     solver = confnet.get_solver("solver.prototxt")
 """
 
+from . import threads
+
+threads.limit_blas_spin()   # first: before anything imports numpy (see confnet/threads.py)
+
 from .errors import ConfnetError
 from .layers import TEST, TRAIN
 from .layers.python_layer import allow_python_layers

@@ -20,6 +20,15 @@ The BLAS pool is set with threadpoolctl (a dependency: a busy machine is the com
 the default must hold without extras). confnet's own workers (convert-data's decoding processes) default to
 the same count. A data layer's prefetch thread is one thread that waits on its queue most of
 the time, so it is not counted.
+
+OpenBLAS's idle pool threads spin (yielding in a loop) for 2^OPENBLAS_THREAD_TIMEOUT cycles
+after each product before they sleep. Its default, 28 (about 0.1 s), keeps them spinning
+through all of the numpy work between a layer's products, on the cores confnet's own workers
+(and other programs) need: on CIFAR-10-quick, pooling split over two workers ran no faster
+than one thread right after a product (5.8 ms alone, 8.9 ms after a product). confnet sets
+18 (about 0.1 ms: the threads stay awake between the products of one layer) when it is
+imported, unless the variable is set already; OpenBLAS reads it when it loads, so this takes
+effect when confnet is imported before numpy (as the ``confnet`` command does).
 """
 
 import itertools
@@ -38,7 +47,16 @@ _MIN_SPLIT_BYTES = 1 << 20
 
 log = logging.getLogger("confnet")
 
+# See the module docstring: how long OpenBLAS's idle threads spin, as log2 of CPU cycles.
+BLAS_SPIN = ("OPENBLAS_THREAD_TIMEOUT", "18")
+
 _state = {"requested": None, "count": None, "limiter": None, "pool": None}
+
+
+def limit_blas_spin():
+    """Set OpenBLAS's idle-thread spin (BLAS_SPIN) unless the environment sets it: called
+    when confnet is imported, before numpy loads OpenBLAS."""
+    os.environ.setdefault(*BLAS_SPIN)
 
 
 def usable_cores():
@@ -154,3 +172,11 @@ def split(n, fn, nbytes):
     fn(bounds[0], bounds[1])
     for future in futures:
         future.result()
+
+
+def elementwise(fn, out, *inputs):
+    """``fn(out_part, *input_parts)`` over matching parts of ``out`` and ``inputs`` (C-contiguous
+    arrays of out.size elements each, flattened), split over the workers as ``split`` does:
+    for numpy ufuncs over whole blobs (a ReLU), which release the GIL."""
+    flat = [a.reshape(-1) for a in (out, *inputs)]
+    split(out.size, lambda a, b: fn(*(f[a:b] for f in flat)), out.nbytes * len(flat))

@@ -42,11 +42,15 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# confnet before numpy: importing it sets OpenBLAS's idle-thread spin (confnet/threads.py),
+# which OpenBLAS reads when numpy loads it, as it is for the confnet command.
+from confnet import threads as confnet_threads
+
+# isort: split
 import numpy as np
 from google.protobuf import text_format
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from confnet import threads as confnet_threads
 from confnet.proto import confnet_pb2 as pb
 from confnet.solver import get_solver
 

@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..gpu import blas
+from ..threads import split
 from .base import TRAIN, Layer
 from .im2col import (
     SCRATCH,
@@ -226,21 +227,23 @@ class Convolution(Layer):
         into y."""
         n, m = y.shape[0], self.num_output
         weight = self._weight_groups(self.blobs[0].data)
+        bias = self.blobs[1].data if self.bias_term else None
         if self._rows:
             out = SCRATCH.get("conv_y", (self.group, m // self.group, n * int(np.prod(self.out))),
                               y.dtype)
             self._row_products(self._kernel_rows(), col, self.out[0], out)
-            from_batch_last(out.reshape((m,) + self.out + (n,)), y)
+            from_batch_last(out.reshape((m,) + self.out + (n,)), y, add=bias)
         elif self._batch_last:
             out = SCRATCH.get("conv_y", col.shape[:1] + (m // self.group, col.shape[2]),
                               y.dtype)
             np.matmul(weight, col, out=out)
-            from_batch_last(out.reshape((m,) + self.out + (n,)), y)
+            from_batch_last(out.reshape((m,) + self.out + (n,)), y, add=bias)
         else:
             np.matmul(weight, col.reshape(col.shape[:2] + (n, -1)).transpose(2, 0, 1, 3),
                       out=y.reshape(n, self.group, m // self.group, -1))
-        if self.bias_term:
-            y += self.blobs[1].data.reshape((m,) + (1,) * len(self.out))
+            if bias is not None:
+                bias = bias.reshape((m,) + (1,) * len(self.out))
+                split(n, lambda a, b: np.add(y[a:b], bias, out=y[a:b]), y.nbytes)
 
     def backward_cpu(self, top, propagate_down, bottom):
         weight = self.blobs[0]
@@ -366,9 +369,12 @@ class Convolution(Layer):
                       rows.reshape(g, rows.shape[1], -1), out=stacked)
             stacked = stacked.reshape(g, kh, r, padded, -1)
             target = out.reshape(g, r, height, -1)
-            np.copyto(target, stacked[:, 0, :, :height])
-            for a in range(1, kh):
-                target += stacked[:, a, :, a * d:a * d + height]
+
+            def rows(lo, hi):   # each worker sums its own rows of out, all kernel rows at once
+                np.copyto(target[:, lo:hi], stacked[:, 0, lo:hi, :height])
+                for a in range(1, kh):
+                    target[:, lo:hi] += stacked[:, a, lo:hi, a * d:a * d + height]
+            split(r, rows, stacked.nbytes)
             return
         part = None
         for a, window in enumerate(self._kernel_row_windows(rows, height)):
@@ -377,7 +383,8 @@ class Convolution(Layer):
                 continue
             part = SCRATCH.get("conv_row_part", out.shape, out.dtype) if part is None else part
             np.matmul(weights[a], window, out=part)
-            out += part
+            split(r, lambda lo, hi, p=part: np.add(out[:, lo:hi], p[:, lo:hi], out=out[:, lo:hi]),
+                  part.nbytes)
 
     # -- layout helpers --------------------------------------------------------------------------
     def _col_shape(self, n):

@@ -37,6 +37,7 @@ allocates (and page-faults in) no large array.
 """
 
 import math
+import threading
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -47,10 +48,19 @@ from ..threads import split
 class Scratch:
     """Named arrays reused between calls: ``get`` returns a view of the memory kept under that
     name, reallocated only when it is too small or of another dtype. Its contents are left
-    over from the last use."""
+    over from the last use. ``local()`` is the calling thread's own Scratch, for work split
+    over threads (each worker's buffers its own)."""
 
     def __init__(self):
         self._arrays = {}
+        self._local = threading.local()
+
+    def local(self):
+        """A Scratch of the calling thread's own (made on its first call)."""
+        mine = getattr(self._local, "scratch", None)
+        if mine is None:
+            mine = self._local.scratch = Scratch()
+        return mine
 
     def get(self, name, shape, dtype):
         size = math.prod(shape)
@@ -124,8 +134,19 @@ def im2col(x, kernel, pad, stride, dilation, out=None, scratch=None):
 
 
 def copy_split(out, values):
-    """np.copyto(out, values), split over confnet's worker threads along axis 0."""
-    split(len(out), lambda a, b: np.copyto(out[a:b], values[a:b]), out.nbytes)
+    """np.copyto(out, values), split over confnet's worker threads along the first two axes
+    taken together (the first alone can be as short as CIFAR's 3 colour channels, which two
+    workers cannot share evenly)."""
+    if out.ndim < 2:
+        split(len(out), lambda a, b: np.copyto(out[a:b], values[a:b]), out.nbytes)
+        return
+    inner = out.shape[1]
+
+    def rows(a, b):
+        for i in range(a, b):
+            row = divmod(i, inner)
+            np.copyto(out[row], values[row])
+    split(out.shape[0] * inner, rows, out.nbytes)
 
 
 def accumulate_windows(part, out, kernel, pad, stride, dilation, pad_after=None):
@@ -191,13 +212,16 @@ def to_batch_last(x, out):
     return out
 
 
-def from_batch_last(x, out):
-    """x (C, *rest, N) -> ``out`` (N, C, *rest) (any writable view of that shape)."""
+def from_batch_last(x, out, add=None):
+    """x (C, *rest, N) -> ``out`` (N, C, *rest) (any writable view of that shape), plus
+    ``add[c]`` on channel c if given (a bias, added while the channel is in the cache)."""
     order = (x.ndim - 2, *range(x.ndim - 2))
 
     def channels(a, b):
         for c in range(a, b):
             np.copyto(out[:, c], x[c].transpose(order))
+            if add is not None:
+                out[:, c] += add[c]
     split(x.shape[0], channels, x.nbytes)
     return out
 

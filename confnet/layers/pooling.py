@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..threads import split
 from .base import Layer
 from .im2col import SCRATCH, Scratch, accumulate_windows, pad_spatial, window
 from .registry import register_layer
@@ -192,6 +193,18 @@ class Pooling(Layer):
         step = max(1, _CHUNK_BYTES // max(per_item, 1))
         return [slice(start, min(start + step, count)) for start in range(0, count, step)]
 
+    @classmethod
+    def _each_chunk(cls, count, per_item, fn):
+        """``fn(part)`` for every chunk of ``_chunks(count, per_item)``, the chunks shared out
+        over confnet's worker threads (numpy's loops release the GIL; chunks touch disjoint
+        rows, and each worker uses its own scratch)."""
+        parts = cls._chunks(count, per_item)
+
+        def run(a, b):
+            for part in parts[a:b]:
+                fn(part)
+        split(len(parts), run, count * per_item)
+
     def _padded(self, x, value):
         shape = x.shape[:2] + tuple(size + b + a for size, b, a
                                     in zip(x.shape[2:], self.pad, self.pad_after))
@@ -248,14 +261,16 @@ class Pooling(Layer):
         self.winner = self._kept.get("winner", (planes, geo.hq, geo.wq), np.int8)
         best_all = top[0].data.reshape(planes, ph_, pw_)
         xs = x.reshape(planes, height, width)
-        for part in self._chunks(planes, geo.plane_size * len(geo.phases) * x.itemsize):
+
+        def chunk(part):
+            scratch = SCRATCH.local()
             count = part.stop - part.start
             size = count * geo.plane_size
-            split = SCRATCH.get("pool_phases", (len(geo.phases), size + geo.tail), x.dtype)
+            split = scratch.get("pool_phases", (len(geo.phases), size + geo.tail), x.dtype)
             geo.split(xs[part], split, -np.inf)
-            best = SCRATCH.get("pool_best", (size,), x.dtype)
-            more = SCRATCH.get("pool_more", (size,), bool)
-            taken = SCRATCH.get("pool_taken", (size,), np.int8)
+            best = scratch.get("pool_best", (size,), x.dtype)
+            more = scratch.get("pool_more", (size,), bool)
+            taken = scratch.get("pool_taken", (size,), np.int8)
             winner = self.winner[part].reshape(-1)
             (first, shift), rest = geo.offsets[0], geo.offsets[1:]
             np.copyto(best, split[first, shift:shift + size])
@@ -271,6 +286,8 @@ class Pooling(Layer):
                 np.multiply(more, np.int8(k), out=taken)
                 np.maximum(winner, taken, out=winner)
             np.copyto(best_all[part], best.reshape(count, geo.hq, geo.wq)[:, :ph_, :pw_])
+
+        self._each_chunk(planes, geo.plane_size * len(geo.phases) * x.itemsize, chunk)
         if len(top) > 1:
             top[1].data[...] = self._mask(x.shape[3])
 
@@ -282,18 +299,20 @@ class Pooling(Layer):
         planes, geo = n * c, self._phases
         ph_, pw_ = self.out
         dys, dxs = dy.reshape(planes, ph_, pw_), dx.reshape(planes, height, width)
-        for part in self._chunks(planes, geo.plane_size * len(geo.phases) * dx.itemsize):
+
+        def chunk(part):
+            scratch = SCRATCH.local()
             count = part.stop - part.start
             size = count * geo.plane_size
-            grads = SCRATCH.get("pool_phases", (len(geo.phases), size + geo.tail), dx.dtype)
+            grads = scratch.get("pool_phases", (len(geo.phases), size + geo.tail), dx.dtype)
             grads.fill(0)
-            spread = SCRATCH.get("pool_best", (count, geo.hq, geo.wq), dx.dtype)
+            spread = scratch.get("pool_best", (count, geo.hq, geo.wq), dx.dtype)
             spread[:, ph_:], spread[:, :, pw_:] = 0, 0   # don't-care windows add nothing
             np.copyto(spread[:, :ph_, :pw_], dys[part])
             spread = spread.reshape(-1)
             winner = self.winner[part].reshape(-1)
-            won = SCRATCH.get("pool_more", (size,), bool)
-            share = SCRATCH.get("pool_share", (size,), dx.dtype)
+            won = scratch.get("pool_more", (size,), bool)
+            share = scratch.get("pool_share", (size,), dx.dtype)
             # Offsets in reverse: a cell then sums the windows that read it in row-major
             # window order (a later window reaches it through an earlier offset), the order
             # of the device kernel, so the two agree to the bit.
@@ -304,6 +323,8 @@ class Pooling(Layer):
                 np.add(run, share, out=run)
             geo.merge(grads[:, :size].reshape(len(geo.phases), count, geo.hq, geo.wq),
                       dxs[part])
+
+        self._each_chunk(planes, geo.plane_size * len(geo.phases) * dx.itemsize, chunk)
 
     # -- device ------------------------------------------------------------------------------------
     def _geometry(self, x):

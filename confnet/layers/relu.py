@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..threads import elementwise
 from .neuron import Neuron
 from .registry import register_layer
 
@@ -34,21 +35,24 @@ class ReLU(Neuron):
     def forward_cpu(self, bottom, top):
         x = bottom[0].data
         if not self.slope:
-            # The plain ReLU as one in-place ufunc (np.where would allocate three temporaries).
-            np.maximum(x, 0, out=top[0].data)
+            # The plain ReLU as one in-place ufunc (np.where would allocate three temporaries),
+            # split over confnet's workers.
+            elementwise(lambda y, x: np.maximum(x, 0, out=y), top[0].data, x)
             return
         positive = x > 0
         self.positive = positive if self.slope < 0 and bottom[0] is top[0] else None
         top[0].data[...] = np.where(positive, x, x * self.slope)
 
     def backward_cpu(self, top, propagate_down, bottom):
-        if propagate_down[0]:
-            dy = top[0].diff
-            positive = self.positive if self.positive is not None else bottom[0].data > 0
-            if not self.slope:
-                np.multiply(dy, positive, out=bottom[0].diff)
-            else:
-                bottom[0].diff[...] = np.where(positive, dy, dy * self.slope)
+        if not propagate_down[0]:
+            return
+        dy = top[0].diff
+        if not self.slope:
+            elementwise(lambda dx, dy, x: np.multiply(dy, x > 0, out=dx), bottom[0].diff, dy,
+                        bottom[0].data)
+            return
+        positive = self.positive if self.positive is not None else bottom[0].data > 0
+        bottom[0].diff[...] = np.where(positive, dy, dy * self.slope)
 
     def forward_gpu(self, bottom, top):
         if self.fused:

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from confnet import rng
+from confnet import rng, threads
 from confnet.blob import Blob
 from confnet.layers import TRAIN, create_layer
 from confnet.proto import confnet_pb2 as pb
@@ -247,3 +247,10 @@ def _run_float32(text, bottoms, phase, num_top, no_grad, backward, in_place, see
     if backward:
         out.update({f"param {i} diff": b.cpu_diff.copy() for i, b in enumerate(layer.blobs)})
     return out
+
+
+def split_every_loop(monkeypatch, workers=3):
+    """Make confnet's host loops (threads.split) run as ``workers`` parts in parallel, however
+    small the work: a layer's result must not depend on how its loops are shared out."""
+    monkeypatch.setitem(threads._state, "count", workers)
+    monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)

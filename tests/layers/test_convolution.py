@@ -3,7 +3,6 @@ import itertools
 import numpy as np
 import pytest
 
-from confnet import threads
 from confnet.errors import ConfnetError
 from confnet.layers import convolution
 from tests.layers.harness import (
@@ -14,6 +13,7 @@ from tests.layers.harness import (
     layer_text,
     make_blobs,
     make_layer,
+    split_every_loop,
 )
 
 
@@ -111,8 +111,7 @@ def test_stride_one_input_gradient(monkeypatch, shape, kernel, pad, max_position
 def test_host_copies_split_over_worker_threads(monkeypatch, max_positions, stride):
     # Three workers, and every copy split however small: im2col, col2im and the layout copies
     # each run as three parts in parallel, which must add up to the one-thread result.
-    monkeypatch.setitem(threads._state, "count", 3)
-    monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)
+    split_every_loop(monkeypatch)
     force_layout(monkeypatch, max_positions)
     x, w, b = RNG.normal(size=(3, 4, 7, 6)), RNG.normal(size=(4, 4, 3, 3)), RNG.normal(size=4)
     check_conv(x, w, b, conv_text(num_output=4, kernel_size=3, pad=1, stride=stride), (1, 1),

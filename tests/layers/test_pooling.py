@@ -10,6 +10,7 @@ from tests.layers.harness import (
     check_layer_gpu,
     make_blobs,
     make_layer,
+    split_every_loop,
 )
 
 
@@ -70,12 +71,15 @@ def test_pool(method, shape, settings, kernel, stride, pad, out):
         check_layer(pool_text(method, settings), [x], [y, mask])
 
 
+@pytest.mark.parametrize("workers", [1, 3])
 @pytest.mark.parametrize("method", ["MAX", "AVE"])
-def test_other_code_paths_agree_with_reference(monkeypatch, method):
+def test_other_code_paths_agree_with_reference(monkeypatch, method, workers):
     # Average pooling uses matrix products on maps up to _AVE_MATRIX_MAX_SIZE and window sums
-    # above it; max pooling works in batch chunks of _CHUNK_BYTES. Force the other paths.
+    # above it; max pooling works in batch chunks of _CHUNK_BYTES (one plane each here), shared
+    # out over the workers. Force the other paths.
     monkeypatch.setattr(pooling, "_AVE_MATRIX_MAX_SIZE", 0)
     monkeypatch.setattr(pooling, "_CHUNK_BYTES", 1)
+    split_every_loop(monkeypatch, workers)
     x = distinct((3, 2, 7, 7), shift=-1000.0)
     y, mask = reference_pool(x, method, (3, 3), (2, 2), (1, 1), (4, 4))
     text = pool_text(method, "kernel_size: 3 stride: 2 pad: 1")

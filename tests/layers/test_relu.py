@@ -10,12 +10,21 @@ from tests.layers.harness import (
     check_layer,
     check_layer_gpu,
     make_layer,
+    split_every_loop,
 )
 
 
 def test_relu():
     x = away_from(RNG.normal(size=(2, 3, 4, 5)), [0.0])
     check_layer('type: "ReLU"', [x], [np.maximum(x, 0)])
+
+
+def test_relu_split_over_workers(monkeypatch):
+    # Three workers each take a third of the elements (an uneven split of 7 x 11).
+    split_every_loop(monkeypatch)
+    x = away_from(RNG.normal(size=(7, 11)), [0.0])
+    check_layer('type: "ReLU"', [x], [np.maximum(x, 0)])
+    check_in_place('type: "ReLU"', [x])
 
 
 def test_relu_leaky():
