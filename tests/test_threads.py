@@ -1,5 +1,10 @@
 """Thread control: --threads / CONFNET_THREADS set numpy's BLAS pool; auto follows idle cores."""
 
+import os
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 import threadpoolctl
 from click.testing import CliRunner
@@ -104,3 +109,25 @@ def test_split_raises_a_worker_error(monkeypatch):
             raise ValueError("part")
     with pytest.raises(ValueError, match="part"):
         threads.split(4, fail_late, threads._MIN_SPLIT_BYTES)
+
+
+def test_elementwise_covers_every_element_once(monkeypatch):
+    monkeypatch.setitem(threads._state, "count", 3)
+    monkeypatch.setattr(threads, "_MIN_SPLIT_BYTES", 0)
+    x = np.arange(-10.0, 11.0).reshape(3, 7)
+    out = np.full_like(x, np.nan)
+    threads.elementwise(lambda o, a: np.maximum(a, 0, out=o), out, x)
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+
+
+@pytest.mark.parametrize("preset, want", [(None, threads.BLAS_SPIN[1]), ("25", "25")])
+def test_import_sets_the_blas_spin_unless_set(preset, want):
+    # A fresh interpreter: the variable must be in place before numpy loads OpenBLAS.
+    env = {k: v for k, v in os.environ.items() if k != threads.BLAS_SPIN[0]}
+    if preset is not None:
+        env[threads.BLAS_SPIN[0]] = preset
+    code = ("import sys, os, confnet; assert 'numpy' in sys.modules; "
+            f"print(os.environ['{threads.BLAS_SPIN[0]}'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == want
