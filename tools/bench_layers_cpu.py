@@ -15,7 +15,10 @@ count 2; pooling's comparisons or additions count 1), MB that must move at least
 their gradients and the parameters, read or written once), and the GFLOP/s reached. ``--clock
 cpu`` measures the process's CPU time, which a busy machine disturbs less (with one thread it is
 the work done). ``--only conv2`` runs one layer, e.g. under ``valgrind --tool=callgrind`` to
-count instructions. ``--threads`` sets numpy's BLAS threads (threadpoolctl).
+count instructions. ``--torch`` adds PyTorch's time for the same layer (torch.nn.functional on the
+same shapes, autograd backward, PyTorch's default threads; ``pip install torch``) and the ratio
+confnet / PyTorch, timed right after confnet's. ``--threads`` sets confnet's thread count (numpy's BLAS pool and confnet's
+own workers) as ``confnet --threads`` does; without it, confnet's default (auto: the idle cores).
 """
 
 import argparse
@@ -23,10 +26,14 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# confnet before numpy: importing it sets OpenBLAS's idle-thread spin (confnet/threads.py).
+from confnet import threads
+
+# isort: split
 import numpy as np
 from google.protobuf import text_format
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from confnet.blob import Blob
 from confnet.layers import TRAIN, create_layer
 from confnet.proto import confnet_pb2 as pb
@@ -91,6 +98,33 @@ def median_ms(repeat, clock, fn, *args):
     return 1000 * float(np.median(times))
 
 
+def torch_ms(torch, layer, bottom, top, propagate, repeat, clock):
+    """(forward ms, backward ms) of PyTorch's version of ``layer``, on the same data."""
+    functional = torch.nn.functional
+    x = torch.from_numpy(bottom[0].data.copy()).requires_grad_(propagate)
+    dy = torch.from_numpy(top[0].diff.copy())
+    params = [torch.from_numpy(b.data.copy()).requires_grad_(True) for b in layer.blobs]
+    if layer.type == "Convolution":
+        def forward():
+            return functional.conv2d(x, *params, stride=layer.stride, padding=layer.pad)
+    elif layer.type == "InnerProduct":
+        def forward():
+            return functional.linear(x.flatten(1), *params)
+    else:   # Pooling; Caffe rounds the pooled size up
+        pool = functional.max_pool2d if layer.method == 0 else functional.avg_pool2d
+
+        def forward():
+            return pool(x, layer.kernel, layer.stride, layer.pad, ceil_mode=True)
+    f = median_ms(repeat, clock, forward)
+    times = []
+    for _ in range(repeat + 1):
+        y = forward()
+        start = clock()
+        y.backward(dy.reshape(y.shape))
+        times.append(clock() - start)
+    return f, 1000 * float(np.median(times[1:]))
+
+
 def floor(layer, bottom, top, propagate):
     """(MFLOP, MB) of one forward + backward: the arithmetic (a multiply-add is 2) and the
     bytes of bottom, top, their gradients and the parameters, each moved once."""
@@ -111,19 +145,24 @@ def main():
     parser.add_argument("--batch", type=int, help="default: 64 for LeNet, 100 for CIFAR")
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
-    parser.add_argument("--threads", type=int, help="numpy BLAS threads (default: as found)")
+    parser.add_argument("--threads", help="confnet's threads, a number or auto (the default)")
     parser.add_argument("--only", help="time this layer only")
+    parser.add_argument("--torch", action="store_true",
+                        help="also time PyTorch's version of each layer")
     args = parser.parse_args()
+    torch = None
+    if args.torch:
+        import torch
     layers, batch = NETS[args.net]
     batch = args.batch or batch
     clock = time.perf_counter if args.clock == "wall" else time.process_time
-    if args.threads:
-        import threadpoolctl
-        threadpoolctl.threadpool_limits(args.threads, user_api="blas")
-    print(f"{args.net}, batch {batch}, {args.clock} ms, median of {args.repeat}")
+    count = threads.configure(args.threads)
+    print(f"{args.net}, batch {batch}, {args.clock} ms, median of {args.repeat}, "
+          f"{count} thread(s)")
+    peer = f" {'PyTorch ms':>10} {'ratio':>6}" if torch else ""
     print(f"{'layer':8} {'forward ms':>11} {'backward ms':>12} {'total ms':>9} {'MFLOP':>8} "
-          f"{'MB':>6} {'GFLOP/s':>8}")
-    total_f = total_b = flops = 0.0
+          f"{'MB':>6} {'GFLOP/s':>8}{peer}")
+    total_f = total_b = flops = total_torch = 0.0
     for name, settings, type_name, shape, propagate in layers:
         if args.only and name != args.only:
             continue
@@ -132,10 +171,16 @@ def main():
         b = median_ms(args.repeat, clock, layer.backward, top, [propagate], bottom)
         mflop, mb = floor(layer, bottom, top, propagate)
         total_f, total_b, flops = total_f + f, total_b + b, flops + mflop
+        peer = ""
+        if torch:
+            theirs = sum(torch_ms(torch, layer, bottom, top, propagate, args.repeat, clock))
+            total_torch += theirs
+            peer = f" {theirs:10.2f} {(f + b) / theirs:6.2f}"
         print(f"{name:8} {f:11.2f} {b:12.2f} {f + b:9.2f} {mflop:8.0f} {mb:6.1f} "
-              f"{mflop / (f + b):8.1f}")
+              f"{mflop / (f + b):8.1f}{peer}")
+    peer = f" {total_torch:10.2f} {(total_f + total_b) / total_torch:6.2f}" if torch else ""
     print(f"{'all':8} {total_f:11.2f} {total_b:12.2f} {total_f + total_b:9.2f} {flops:8.0f} "
-          f"{'':6} {flops / (total_f + total_b):8.1f}")
+          f"{'':6} {flops / (total_f + total_b):8.1f}{peer}")
 
 
 if __name__ == "__main__":
