@@ -16,6 +16,13 @@ CEIL, FLOOR = 0, 1
 # small maps (CIFAR-10-quick's 16 x 16 and 8 x 8) it is several times faster.
 _AVE_MATRIX_MAX_SIZE = 32
 
+# The second of those products (over the rows) is a batch of one small product per plane, which
+# numpy runs as one BLAS call each. With at most this many pooled columns it runs instead as one
+# product of all the planes with kron(A_h^T, I_PW) (H PW, PH PW), which multiplies PW times as
+# many terms (the zeros of the identity) in a single call: measured on CIFAR-10-quick's pool2
+# (PW 8) 1.0 ms against 1.6 ms forward, pool3 (PW 4) 0.3 ms against 1.7 ms.
+_AVE_KRON_MAX_OUT = 8
+
 # MAX pooling works on a chunk of images (tiling windows) or of planes (overlapping windows) at
 # a time, of at most this many bytes of copied input: about one core's L2 cache, so that the
 # running maximum, the winner index and the copied cells stay in it between their passes
@@ -126,10 +133,13 @@ class Pooling(Layer):
             self._ave_geometry = axes
             sizes = [self._window_sizes(*axis, o) for axis, o in zip(axes, self.out)]
             self.pool_size = np.outer(*sizes).astype(self.dtype)
-            self.window_matrices = None
+            self.window_matrices = self.row_sums = None
             if max(spatial) <= _AVE_MATRIX_MAX_SIZE:
                 self.window_matrices = [self._window_matrix(*axis, o)
                                         for axis, o in zip(axes, self.out)]
+                if self.out[1] <= _AVE_KRON_MAX_OUT:
+                    self.row_sums = np.kron(self.window_matrices[0].T,
+                                            np.eye(self.out[1], dtype=self.dtype))
 
     def _pooled_size(self, size, kernel, pad, stride):
         span = size + 2 * pad - kernel
@@ -176,6 +186,11 @@ class Pooling(Layer):
                 np.multiply(dy, self.winner[k], out=cells[:, :, :, i, :, j])
         elif self.method == MAX:
             self._backward_max_phases(dy, dx)
+        elif self.row_sums is not None:   # the adjoints of _forward_ave's two products
+            planes = dy.shape[0] * dy.shape[1]
+            scaled = (dy / self.pool_size).reshape(planes, -1)
+            spread = np.matmul(scaled, self.row_sums.T).reshape(-1, self.out[1])
+            np.matmul(spread, self.window_matrices[1], out=dx.reshape(-1, dx.shape[3]))
         elif self.window_matrices is not None:
             rows, cols = self.window_matrices
             scaled = (dy / self.pool_size).reshape(-1, self.out[1])
@@ -358,7 +373,11 @@ class Pooling(Layer):
             rows, cols = self.window_matrices
             summed = np.matmul(x.reshape(-1, x.shape[3]), cols.T).reshape(-1, x.shape[2],
                                                                           self.out[1])
-            np.matmul(rows, summed, out=y.reshape(summed.shape[0], *self.out))
+            if self.row_sums is not None:   # summed (planes, H PW) @ (H PW, PH PW)
+                np.matmul(summed.reshape(summed.shape[0], -1), self.row_sums,
+                          out=y.reshape(summed.shape[0], -1))
+            else:
+                np.matmul(rows, summed, out=y.reshape(summed.shape[0], *self.out))
             y /= self.pool_size
             return
         xp = self._padded(x, 0)

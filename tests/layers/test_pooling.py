@@ -71,6 +71,16 @@ def test_pool(method, shape, settings, kernel, stride, pad, out):
         check_layer(pool_text(method, settings), [x], [y, mask])
 
 
+@pytest.mark.parametrize("shape, settings, kernel, stride, pad, out", GEOMETRIES)
+def test_ave_rows_one_product_per_plane(monkeypatch, shape, settings, kernel, stride, pad, out):
+    # Above _AVE_KRON_MAX_OUT pooled columns, AVE sums the rows with one small product per plane
+    # instead of one product with kron(A_h^T, I).
+    monkeypatch.setattr(pooling, "_AVE_KRON_MAX_OUT", 0)
+    x = distinct(shape, shift=-1000.0)
+    check_layer(pool_text("AVE", settings), [x], [reference_pool(x, "AVE", kernel, stride, pad,
+                                                                 out)[0]])
+
+
 @pytest.mark.parametrize("workers", [1, 3])
 @pytest.mark.parametrize("method", ["MAX", "AVE"])
 def test_other_code_paths_agree_with_reference(monkeypatch, method, workers):
