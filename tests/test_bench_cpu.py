@@ -18,13 +18,17 @@ def run_tool(*args):
 
 
 def test_bench_layers_prints_every_layer_and_the_total():
-    lines = run_tool("bench_layers_cpu.py", "--net", "lenet", "--repeat", "1", "--threads", "1")
+    lines = run_tool("bench_layers_cpu.py", "--net", "lenet", "--repeat", "1", "--threads", "1",
+                     "--products")
     assert lines[0] == "lenet, batch 64, wall ms, median of 1, 1 thread(s)"
     rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
     assert list(rows) == ["conv1", "pool1", "conv2", "pool2", "ip1", "ip2", "all"]
     # conv1: 20 outputs of 24 x 24 per image, 25 multiply-adds each, forward and dW only.
     assert rows["conv1"][3] == str(round(2 * 64 * 20 * 24 * 24 * 25 * 2 / 1e6))
     assert all(float(value) > 0 for value in rows["all"][:3])
+    # Products: convolutions and inner products make some, MAX pooling none.
+    assert float(rows["conv2"][6]) > 0 and float(rows["ip1"][6]) > 0
+    assert rows["pool1"][6] == "0.00"
 
 
 def test_bench_layers_beside_pytorch():

@@ -15,7 +15,10 @@ count 2; pooling's comparisons or additions count 1), MB that must move at least
 their gradients and the parameters, read or written once), and the GFLOP/s reached. ``--clock
 cpu`` measures the process's CPU time, which a busy machine disturbs less (with one thread it is
 the work done). ``--only conv2`` runs one layer, e.g. under ``valgrind --tool=callgrind`` to
-count instructions. ``--torch`` adds PyTorch's time for the same layer (torch.nn.functional on the
+count instructions. ``--products`` adds the time of the matrix products alone: every
+numpy.matmul the layer's forward and backward make is recorded (operands as they were) and
+replayed on its own, so its operands are warm in the cache: the floor that BLAS sets for this
+layer's way of computing (a layer cannot be faster than its products). ``--torch`` adds PyTorch's time for the same layer (torch.nn.functional on the
 same shapes, autograd backward, PyTorch's default threads; ``pip install torch``) and the ratio
 confnet / PyTorch, timed right after confnet's. ``--threads`` sets confnet's thread count (numpy's BLAS pool and confnet's
 own workers) as ``confnet --threads`` does; without it, confnet's default (auto: the idle cores).
@@ -98,6 +101,35 @@ def median_ms(repeat, clock, fn, *args):
     return 1000 * float(np.median(times))
 
 
+class _RecordingNumpy:
+    """Stands in for numpy in a layer's module: records every matmul call, then makes it."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def matmul(self, *args, **kwargs):
+        self.calls.append((args, kwargs))
+        return np.matmul(*args, **kwargs)
+
+
+def products_ms(layer, bottom, top, propagate, repeat, clock):
+    """The summed median ms of the matrix products one forward and backward of ``layer``
+    make, each replayed alone on its recorded operands."""
+    module = sys.modules[type(layer).__module__]
+    recorder = _RecordingNumpy()
+    module.np = recorder
+    try:
+        layer.forward(bottom, top)
+        layer.backward(top, [propagate], bottom)
+    finally:
+        module.np = np
+    return sum(median_ms(repeat, clock, lambda a=args, k=kwargs: np.matmul(*a, **k))
+               for args, kwargs in recorder.calls)
+
+
 def torch_ms(torch, layer, bottom, top, propagate, repeat, clock):
     """(forward ms, backward ms) of PyTorch's version of ``layer``, on the same data."""
     functional = torch.nn.functional
@@ -147,6 +179,8 @@ def main():
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
     parser.add_argument("--threads", help="confnet's threads, a number or auto (the default)")
     parser.add_argument("--only", help="time this layer only")
+    parser.add_argument("--products", action="store_true",
+                        help="also time each layer's matrix products alone")
     parser.add_argument("--torch", action="store_true",
                         help="also time PyTorch's version of each layer")
     args = parser.parse_args()
@@ -159,10 +193,11 @@ def main():
     count = threads.configure(args.threads)
     print(f"{args.net}, batch {batch}, {args.clock} ms, median of {args.repeat}, "
           f"{count} thread(s)")
-    peer = f" {'PyTorch ms':>10} {'ratio':>6}" if torch else ""
+    extra = f" {'products ms':>11}" if args.products else ""
+    extra += f" {'PyTorch ms':>10} {'ratio':>6}" if torch else ""
     print(f"{'layer':8} {'forward ms':>11} {'backward ms':>12} {'total ms':>9} {'MFLOP':>8} "
-          f"{'MB':>6} {'GFLOP/s':>8}{peer}")
-    total_f = total_b = flops = total_torch = 0.0
+          f"{'MB':>6} {'GFLOP/s':>8}{extra}")
+    total_f = total_b = flops = total_products = total_torch = 0.0
     for name, settings, type_name, shape, propagate in layers:
         if args.only and name != args.only:
             continue
@@ -171,16 +206,21 @@ def main():
         b = median_ms(args.repeat, clock, layer.backward, top, [propagate], bottom)
         mflop, mb = floor(layer, bottom, top, propagate)
         total_f, total_b, flops = total_f + f, total_b + b, flops + mflop
-        peer = ""
+        extra = ""
+        if args.products:
+            products = products_ms(layer, bottom, top, propagate, args.repeat, clock)
+            total_products += products
+            extra += f" {products:11.2f}"
         if torch:
             theirs = sum(torch_ms(torch, layer, bottom, top, propagate, args.repeat, clock))
             total_torch += theirs
-            peer = f" {theirs:10.2f} {(f + b) / theirs:6.2f}"
+            extra += f" {theirs:10.2f} {(f + b) / theirs:6.2f}"
         print(f"{name:8} {f:11.2f} {b:12.2f} {f + b:9.2f} {mflop:8.0f} {mb:6.1f} "
-              f"{mflop / (f + b):8.1f}{peer}")
-    peer = f" {total_torch:10.2f} {(total_f + total_b) / total_torch:6.2f}" if torch else ""
+              f"{mflop / (f + b):8.1f}{extra}")
+    extra = f" {total_products:11.2f}" if args.products else ""
+    extra += f" {total_torch:10.2f} {(total_f + total_b) / total_torch:6.2f}" if torch else ""
     print(f"{'all':8} {total_f:11.2f} {total_b:12.2f} {total_f + total_b:9.2f} {flops:8.0f} "
-          f"{'':6} {flops / (total_f + total_b):8.1f}{peer}")
+          f"{'':6} {flops / (total_f + total_b):8.1f}{extra}")
 
 
 if __name__ == "__main__":
