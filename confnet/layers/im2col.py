@@ -42,7 +42,7 @@ import threading
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..threads import split
+from ..threads import split, workers
 
 
 class Scratch:
@@ -134,10 +134,11 @@ def im2col(x, kernel, pad, stride, dilation, out=None, scratch=None):
 
 
 def copy_split(out, values):
-    """np.copyto(out, values), split over confnet's worker threads along the first two axes
-    taken together (the first alone can be as short as CIFAR's 3 colour channels, which two
-    workers cannot share evenly)."""
-    if out.ndim < 2:
+    """np.copyto(out, values), split over confnet's worker threads along axis 0, or, when axis
+    0 is too short to share evenly (CIFAR's 3 colour channels for 2 workers), along the first
+    two axes taken together. (Not always the latter: every part is one numpy call, which costs
+    microseconds, and LeNet's or CIFAR's conv3 windows have hundreds of small rows.)"""
+    if out.ndim < 2 or len(out) >= 4 * workers():
         split(len(out), lambda a, b: np.copyto(out[a:b], values[a:b]), out.nbytes)
         return
     inner = out.shape[1]
