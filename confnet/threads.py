@@ -155,15 +155,21 @@ def workers():
     return _state["count"] or 1
 
 
+def shares_out(nbytes, n):
+    """Whether ``split`` shares work on ``n`` parts touching ``nbytes`` out over several
+    workers (else it runs in the calling thread)."""
+    return min(workers(), n) > 1 and nbytes >= _MIN_SPLIT_BYTES
+
+
 def split(n, fn, nbytes):
     """Call ``fn(start, stop)`` over contiguous parts of range(n), one per worker, in
     parallel, and wait for all of them; ``nbytes`` (the bytes the work touches) below
     _MIN_SPLIT_BYTES or one worker: a single call here. ``fn`` must be thread-safe on
     disjoint parts (numpy copies and adds into disjoint slices are)."""
-    parts = min(workers(), n)
-    if parts <= 1 or nbytes < _MIN_SPLIT_BYTES:
+    if not shares_out(nbytes, n):
         fn(0, n)
         return
+    parts = min(workers(), n)
     pool = _state["pool"]
     if pool is None or pool._max_workers < parts - 1:
         pool = _state["pool"] = ThreadPoolExecutor(parts - 1, thread_name_prefix="confnet")

@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..gpu import blas
+from ..host_blas import matmul_batches, matmul_reduce
 from ..threads import split
 from .base import TRAIN, Layer
 from .im2col import (
@@ -35,6 +36,11 @@ _BATCH_LAST_MIN_IMAGES = 16
 # this many times the output rows (CIFAR-10-quick's conv2: 20 for 16; measured there 10.6 ms
 # for the stacked product against 12.6 ms for five products and their sum).
 _STACK_ROWS = 1.3
+
+# A weight gradient (per group) of at most this many values is computed by confnet's workers,
+# each summing part of the reduction (host_blas.matmul_reduce): BLAS shares such a small
+# output badly over its threads (CIFAR-10-quick's conv1, 75 x 32 from 102400 terms each).
+_REDUCE_MAX_OUTPUT = 4096
 
 # Above this many bytes of im2col buffer, a batch is convolved a chunk of images at a time (and
 # the buffer is rebuilt in backward instead of kept from forward), so big nets fit in memory.
@@ -239,8 +245,8 @@ class Convolution(Layer):
             np.matmul(weight, col, out=out)
             from_batch_last(out.reshape((m,) + self.out + (n,)), y, add=bias)
         else:
-            np.matmul(weight, col.reshape(col.shape[:2] + (n, -1)).transpose(2, 0, 1, 3),
-                      out=y.reshape(n, self.group, m // self.group, -1))
+            matmul_batches(weight, col.reshape(col.shape[:2] + (n, -1)).transpose(2, 0, 1, 3),
+                           y.reshape(n, self.group, m // self.group, -1))
             if bias is not None:
                 bias = bias.reshape((m,) + (1,) * len(self.out))
                 split(n, lambda a, b: np.add(y[a:b], bias, out=y[a:b]), y.nbytes)
@@ -268,8 +274,12 @@ class Convolution(Layer):
                         dw = np.matmul(window, dy.transpose(0, 2, 1)).transpose(0, 2, 1)
                         rows[:, :, :, a] += dw.reshape(rows[:, :, :, a].shape)
                 else:
-                    dw = np.matmul(col, dy.transpose(0, 2, 1)).transpose(0, 2, 1)
-                    weight.diff += dw.reshape(weight.shape)
+                    dw = SCRATCH.get("conv_dw", col.shape[:2] + dy.shape[1:2], dy.dtype)
+                    if dw[0].size <= _REDUCE_MAX_OUTPUT:
+                        matmul_reduce(col, dy.transpose(0, 2, 1), dw)
+                    else:
+                        np.matmul(col, dy.transpose(0, 2, 1), out=dw)
+                    weight.diff += dw.transpose(0, 2, 1).reshape(weight.shape)
                 if propagate_down[i]:
                     self._backward_data(self._batch_last_groups(dy), x.diff[images])
 
