@@ -41,7 +41,7 @@ def matmul_batches(a, b, out):
                                                          out=out[lo:hi]), out.nbytes)
 
 
-def matmul_reduce(a, b, out):
+def matmul_reduce(a, b, *, out):
     """out = a @ b, for a (..., m, k) and b (..., k, n), as the sum of one product per worker
     over consecutive parts of k, computed in parallel and added in worker order (like any
     product, its rounding depends on how it is shared out). CIFAR-10-quick's conv1 weight

@@ -37,7 +37,7 @@ def test_matmul_batches_is_matmul(workers, stacked):
 
 def test_matmul_reduce_sums_one_part_per_worker(workers):
     a, b = RNG.normal(size=(2, 6, 101)), RNG.normal(size=(2, 101, 3))
-    out = host_blas.matmul_reduce(a, b, np.empty((2, 6, 3)))
+    out = host_blas.matmul_reduce(a, b, out=np.empty((2, 6, 3)))
     np.testing.assert_allclose(out, a @ b, rtol=1e-12)
     bounds = [101 * i // workers for i in range(workers + 1)]
     parts = [a[..., lo:hi] @ b[:, lo:hi] for lo, hi in itertools.pairwise(bounds)]

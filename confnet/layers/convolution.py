@@ -266,22 +266,25 @@ class Convolution(Layer):
                     ones = SCRATCH.get("conv_ones", dy.shape[2:], dy.dtype)
                     ones.fill(1)
                     self.blobs[1].diff += np.matmul(dy, ones).reshape(-1)
-                # dW_g^T = col_g @ dY_g^T: BLAS runs this orientation faster than dY_g @ col_g^T.
                 if self._rows:   # kernel row a: dW[..., a, :] from rows [a d, a d + Ho)
                     g, mg, kh = self.group, self.num_output // self.group, self.kernel[0]
                     rows = weight.diff.reshape(g, mg, -1, kh, self.kernel[1])
                     for a, window in enumerate(self._kernel_row_windows(col, self.out[0])):
-                        dw = np.matmul(window, dy.transpose(0, 2, 1)).transpose(0, 2, 1)
-                        rows[:, :, :, a] += dw.reshape(rows[:, :, :, a].shape)
+                        rows[:, :, :, a] += self._weight_product(window, dy).reshape(
+                            rows[:, :, :, a].shape)
                 else:
-                    dw = SCRATCH.get("conv_dw", col.shape[:2] + dy.shape[1:2], dy.dtype)
-                    if dw[0].size <= _REDUCE_MAX_OUTPUT:
-                        matmul_reduce(col, dy.transpose(0, 2, 1), dw)
-                    else:
-                        np.matmul(col, dy.transpose(0, 2, 1), out=dw)
-                    weight.diff += dw.transpose(0, 2, 1).reshape(weight.shape)
+                    weight.diff += self._weight_product(col, dy).reshape(weight.shape)
                 if propagate_down[i]:
                     self._backward_data(self._batch_last_groups(dy), x.diff[images])
+
+    def _weight_product(self, col, dy):
+        """dY_g @ col_g^T (G, M/G, rows of col) for col (G, rows, L) and dy (G, M/G, L), as
+        the transpose of col_g @ dY_g^T, which BLAS runs faster; a small one (at most
+        _REDUCE_MAX_OUTPUT values a group) with the reduction shared out over the workers."""
+        dw = SCRATCH.get("conv_dw", col.shape[:2] + dy.shape[1:2], dy.dtype)
+        product = matmul_reduce if dw[0].size <= _REDUCE_MAX_OUTPUT else np.matmul
+        product(col, dy.transpose(0, 2, 1), out=dw)
+        return dw.transpose(0, 2, 1)
 
     def _backward_data(self, dy, dx):
         """dx from dy grouped as (G, M/G, P n), batch-last. Either dx = col2im(W^T dy), whose
