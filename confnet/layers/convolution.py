@@ -9,6 +9,7 @@ from .base import TRAIN, Layer
 from .im2col import (
     SCRATCH,
     col2im_batch_last,
+    copy_split,
     from_batch_last,
     im2col,
     im2col_batch_last,
@@ -451,7 +452,7 @@ class Convolution(Layer):
         else:
             grouped = SCRATCH.get("conv_dy", (self.num_output, n, int(np.prod(self.out))),
                                   dy.dtype)
-            np.copyto(grouped, dy.reshape(n, self.num_output, -1).transpose(1, 0, 2))
+            copy_split(grouped, dy.reshape(n, self.num_output, -1).transpose(1, 0, 2))
         return grouped.reshape(self.group, self.num_output // self.group, -1)
 
     def _batch_last_groups(self, dy):
@@ -460,7 +461,7 @@ class Convolution(Layer):
             return dy
         n = dy.shape[2] // int(np.prod(self.out))
         moved = SCRATCH.get("conv_dy_t", (self.num_output, int(np.prod(self.out)), n), dy.dtype)
-        np.copyto(moved, dy.reshape(self.num_output, n, -1).transpose(0, 2, 1))
+        copy_split(moved, dy.reshape(self.num_output, n, -1).transpose(0, 2, 1))
         return moved.reshape(dy.shape)
 
     def _chunks(self, n):
