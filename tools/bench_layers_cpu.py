@@ -16,8 +16,8 @@ their gradients and the parameters, read or written once), and the GFLOP/s reach
 cpu`` measures the process's CPU time, which a busy machine disturbs less (with one thread it is
 the work done). ``--only conv2`` runs one layer, e.g. under ``valgrind --tool=callgrind`` to
 count instructions. ``--products`` adds the time of the matrix products alone: every
-numpy.matmul the layer's forward and backward make is recorded (operands as they were) and
-replayed on its own, so its operands are warm in the cache: the floor that BLAS sets for this
+numpy.matmul (and confnet/host_blas.py product) the layer's forward and backward make is
+recorded (operands as they were) and replayed on its own, so its operands are warm in the cache: the floor that BLAS sets for this
 layer's way of computing (a layer cannot be faster than its products). ``--torch`` adds PyTorch's time for the same layer (torch.nn.functional on the
 same shapes, autograd backward, PyTorch's default threads; ``pip install torch``) and the ratio
 confnet / PyTorch, timed right after confnet's. ``--threads`` sets confnet's thread count (numpy's BLAS pool and confnet's
@@ -91,12 +91,12 @@ def build(name, settings, type_name, shape, batch):
     return layer, bottom, top
 
 
-def median_ms(repeat, clock, fn, *args):
-    fn(*args)
+def median_ms(repeat, clock, fn, *args, **kwargs):
+    fn(*args, **kwargs)
     times = []
     for _ in range(repeat):
         start = clock()
-        fn(*args)
+        fn(*args, **kwargs)
         times.append(clock() - start)
     return 1000 * float(np.median(times))
 
@@ -104,30 +104,45 @@ def median_ms(repeat, clock, fn, *args):
 class _RecordingNumpy:
     """Stands in for numpy in a layer's module: records every matmul call, then makes it."""
 
-    def __init__(self):
-        self.calls = []
+    def __init__(self, calls):
+        self.calls = calls
 
     def __getattr__(self, name):
         return getattr(np, name)
 
     def matmul(self, *args, **kwargs):
-        self.calls.append((args, kwargs))
+        self.calls.append((np.matmul, args, kwargs))
         return np.matmul(*args, **kwargs)
+
+
+# The products a layer's module may call besides numpy.matmul (confnet/host_blas.py).
+PRODUCTS = ("matmul_batches", "matmul_reduce")
 
 
 def products_ms(layer, bottom, top, propagate, repeat, clock):
     """The summed median ms of the matrix products one forward and backward of ``layer``
-    make, each replayed alone on its recorded operands."""
+    make (numpy.matmul and host_blas's shared-out products), each replayed alone on its
+    recorded operands."""
     module = sys.modules[type(layer).__module__]
-    recorder = _RecordingNumpy()
-    module.np = recorder
+    calls = []
+
+    def recording(fn):
+        def record(*args, **kwargs):
+            calls.append((fn, args, kwargs))
+            return fn(*args, **kwargs)
+        return record
+    saved = {name: getattr(module, name) for name in ("np", *PRODUCTS) if hasattr(module, name)}
+    module.np = _RecordingNumpy(calls)
+    for name in PRODUCTS:
+        if name in saved:
+            setattr(module, name, recording(saved[name]))
     try:
         layer.forward(bottom, top)
         layer.backward(top, [propagate], bottom)
     finally:
-        module.np = np
-    return sum(median_ms(repeat, clock, lambda a=args, k=kwargs: np.matmul(*a, **k))
-               for args, kwargs in recorder.calls)
+        for name, value in saved.items():
+            setattr(module, name, value)
+    return sum(median_ms(repeat, clock, fn, *args, **kwargs) for fn, args, kwargs in calls)
 
 
 def torch_ms(torch, layer, bottom, top, propagate, repeat, clock):
