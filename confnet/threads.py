@@ -12,9 +12,10 @@ starts and uses the cores that were idle then (at least one, at most the cores t
 run on): every core on a quiet machine, fewer on a busy one. Where /proc/stat does not exist
 it uses every core.
 
-confnet's own host loops (im2col's and the layout copies of Convolution) split their largest
-copies over the same number of threads; numpy releases the GIL while it copies, so they run in
-parallel.
+confnet's own host loops (the copies and sums of Convolution, MAX pooling, ReLU) split their
+work over the same number of threads (``split``, ``elementwise``); numpy releases the GIL in
+its loops, so they run in parallel. confnet/host_blas.py shares out the products BLAS's own
+threads share badly the same way.
 
 The BLAS pool is set with threadpoolctl (a dependency: a busy machine is the common case, so
 the default must hold without extras). confnet's own workers (convert-data's decoding processes) default to
