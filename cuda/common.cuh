@@ -59,3 +59,23 @@ __device__ __forceinline__ float block_reduce_max(float v, float* scratch) {
   __syncthreads();
   return v;
 }
+
+// One stage of a register-blocked product over k-major shared tiles, 4x4 outputs a thread:
+// acc[i][j] += sum_{p < BK} As[p][ty 4 + i] Bs[p][tx 4 + j]. A thread's 4 rows (and 4 columns)
+// are one float4 read, so rows of LDA (LDB) floats must keep 16-byte alignment. Used by
+// sgemm_v2 and the implicit-GEMM convolution kernels (64x64 tiles, 256 threads).
+template <int BK, int LDA, int LDB>
+__device__ __forceinline__ void multiply_4x4(const float (*As)[LDA], const float (*Bs)[LDB],
+                                             float (*acc)[4], int tx, int ty) {
+#pragma unroll
+  for (int p = 0; p < BK; ++p) {
+    const float4 a = *reinterpret_cast<const float4*>(&As[p][ty * 4]);
+    const float4 b = *reinterpret_cast<const float4*>(&Bs[p][tx * 4]);
+    const float av[4] = {a.x, a.y, a.z, a.w};
+    const float bv[4] = {b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc[i][j] += av[i] * bv[j];
+  }
+}

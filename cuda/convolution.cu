@@ -187,23 +187,6 @@ extern "C" __global__ void im2col_backward(int n, const float* dy, int height, i
 // +4 floats a row: rows stay 16-byte aligned for the float4 reads of the multiply loop.
 #define IG_PAD 4
 
-// acc[i][j] += sum_p As[p][ty 4 + i] Bs[p][tx 4 + j]: one stage of the register-blocked product.
-__device__ __forceinline__ void ig_multiply(const float (*As)[IG_BM + IG_PAD],
-                                            const float (*Bs)[IG_BN + IG_PAD],
-                                            float (*acc)[IG_TN], int tx, int ty) {
-#pragma unroll
-  for (int p = 0; p < IG_BK; ++p) {
-    const float4 a = *reinterpret_cast<const float4*>(&As[p][ty * IG_TM]);
-    const float4 b = *reinterpret_cast<const float4*>(&Bs[p][tx * IG_TN]);
-    const float av[IG_TM] = {a.x, a.y, a.z, a.w};
-    const float bv[IG_TN] = {b.x, b.y, b.z, b.w};
-#pragma unroll
-    for (int i = 0; i < IG_TM; ++i)
-#pragma unroll
-      for (int j = 0; j < IG_TN; ++j) acc[i][j] += av[i] * bv[j];
-  }
-}
-
 // The (channel, tap) of depth index kk = c K + i kw + j as the gathers use it: the channel's offset
 // `chan` times `chan_stride`, and the tap's displacement (i d_h, j d_w).
 __device__ __forceinline__ void ig_tap(int kk, int taps, int kernel_w, int dil_h, int dil_w,
@@ -268,7 +251,7 @@ extern "C" __global__ void convolution_forward_implicit_v1(
       ig_tap(p0 + IG_BK + tid, taps, kernel_w, dil_h, dil_w, plane, &tap_chan[s ^ 1][tid],
              &tap_dh[s ^ 1][tid], &tap_dw[s ^ 1][tid]);
     __syncthreads();  // both tiles (and the next table) complete before anyone multiplies
-    ig_multiply(As, Bs, acc, tx, ty);
+    multiply_4x4<IG_BK, IG_BM + IG_PAD, IG_BN + IG_PAD>(As, Bs, acc, tx, ty);
     __syncthreads();  // everyone done reading the tiles before the next stage overwrites them
   }
 #pragma unroll
@@ -336,7 +319,7 @@ extern "C" __global__ void convolution_weight_grad_implicit_v1(
       Bs[kp][kr + 16 * i] = inside ? image[chan[i] + h * width + ww] : 0.0f;
     }
     __syncthreads();  // both tiles complete before anyone multiplies
-    ig_multiply(As, Bs, acc, tx, ty);
+    multiply_4x4<IG_BK, IG_BM + IG_PAD, IG_BN + IG_PAD>(As, Bs, acc, tx, ty);
     __syncthreads();  // everyone done reading the tiles before the next stage overwrites them
   }
   float* dst = out + (size_t)slice * outputs * depth;
@@ -423,7 +406,7 @@ extern "C" __global__ void convolution_backward_data_implicit_v1(
     // The next stage's table goes to the other buffer (see convolution_forward_implicit_v1).
     if (tid < IG_BK) table(p0 + IG_BK + tid, s ^ 1);
     __syncthreads();  // both tiles (and the next table) complete before anyone multiplies
-    ig_multiply(As, Bs, acc, tx, ty);
+    multiply_4x4<IG_BK, IG_BM + IG_PAD, IG_BN + IG_PAD>(As, Bs, acc, tx, ty);
     __syncthreads();  // everyone done reading the tiles before the next stage overwrites them
   }
 #pragma unroll

@@ -46,6 +46,15 @@ __device__ __forceinline__ void gemm_store(float* C, int ldc, int r, int c, floa
   *out = v;
 }
 
+// A batched product (grid z > 1) multiplies the z-th matrices of A, B and C, `stride_*` floats
+// apart: every kernel's first step.
+__device__ __forceinline__ void batch_item(const float*& A, int stride_a, const float*& B,
+                                           int stride_b, float*& C, int stride_c) {
+  A += (size_t)blockIdx.z * stride_a;
+  B += (size_t)blockIdx.z * stride_b;
+  C += (size_t)blockIdx.z * stride_c;
+}
+
 // -- v1: shared-memory tiles ------------------------------------------------------------------
 // 16x16 threads, each computing one element of a 16x16 tile of C. Per step of 16 along k, the
 // block stages a 16x16 tile of op(A) and of op(B) in shared memory, so each global value is
@@ -61,9 +70,7 @@ extern "C" __global__ void sgemm_v1(int transa, int transb, int m, int n, int k,
   // column in 16 different banks.
   __shared__ float As[V1_TILE][V1_TILE + 1];  // As[i][p] = op(A)[row0 + i, p0 + p]
   __shared__ float Bs[V1_TILE][V1_TILE + 1];  // Bs[p][j] = op(B)[p0 + p, col0 + j]
-  A += (size_t)blockIdx.z * stride_a;
-  B += (size_t)blockIdx.z * stride_b;
-  C += (size_t)blockIdx.z * stride_c;
+  batch_item(A, stride_a, B, stride_b, C, stride_c);
   const int tx = threadIdx.x, ty = threadIdx.y;
   const int row0 = blockIdx.y * V1_TILE, col0 = blockIdx.x * V1_TILE;
   float acc = 0.0f;
@@ -190,9 +197,7 @@ extern "C" __global__ void sgemm_v2(int transa, int transb, int m, int n, int k,
   // As is op(A)'s tile stored k-major (As[p][i]) so that a thread's 4 rows are one float4.
   __shared__ alignas(16) float As[V2_BK][V2_BM + V2_PAD];
   __shared__ alignas(16) float Bs[V2_BK][V2_BN + V2_PAD];
-  A += (size_t)blockIdx.z * stride_a;
-  B += (size_t)blockIdx.z * stride_b;
-  C += (size_t)blockIdx.z * stride_c;
+  batch_item(A, stride_a, B, stride_b, C, stride_c);
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
   const int row0 = blockIdx.y * V2_BM, col0 = blockIdx.x * V2_BN;
   float acc[V2_TM][V2_TN] = {};
@@ -202,17 +207,7 @@ extern "C" __global__ void sgemm_v2(int transa, int transb, int m, int n, int k,
     stage_tile<V2_BK, V2_BN, V2_THREADS>(B, ldb, transb, vec_b, k, n, p0, col0, &Bs[0][0],
                                          V2_BN + V2_PAD, false, threadIdx.x);
     __syncthreads();  // both tiles complete before anyone multiplies
-#pragma unroll
-    for (int p = 0; p < V2_BK; ++p) {
-      const float4 a = *reinterpret_cast<const float4*>(&As[p][ty * V2_TM]);
-      const float4 b = *reinterpret_cast<const float4*>(&Bs[p][tx * V2_TN]);
-      const float av[V2_TM] = {a.x, a.y, a.z, a.w};
-      const float bv[V2_TN] = {b.x, b.y, b.z, b.w};
-#pragma unroll
-      for (int i = 0; i < V2_TM; ++i)
-#pragma unroll
-        for (int j = 0; j < V2_TN; ++j) acc[i][j] += av[i] * bv[j];
-    }
+    multiply_4x4<V2_BK, V2_BM + V2_PAD, V2_BN + V2_PAD>(As, Bs, acc, tx, ty);
     __syncthreads();  // everyone done reading before the next step overwrites the tiles
   }
   const GemmEpilogue ep{alpha, beta, bias, bias_mode, relu};
@@ -256,9 +251,7 @@ extern "C" __global__ void sgemm_v3(int transa, int transb, int m, int n, int k,
   __shared__ alignas(32) float Bs[V3_BK][V3_BN + V3_PAD];
   // Each warp's 16x16 staging area for writing its accumulators out with bounds checks.
   __shared__ alignas(32) float Cs[V3_THREADS / CONFNET_WARP_SIZE][16 * 16];
-  A += (size_t)blockIdx.z * stride_a;
-  B += (size_t)blockIdx.z * stride_b;
-  C += (size_t)blockIdx.z * stride_c;
+  batch_item(A, stride_a, B, stride_b, C, stride_c);
   const int warp = threadIdx.x / CONFNET_WARP_SIZE, lane = threadIdx.x % CONFNET_WARP_SIZE;
   const int wy = warp / 2, wx = warp % 2;  // this warp's 32x32 quarter of the block tile
   const int row0 = blockIdx.y * V3_BM, col0 = blockIdx.x * V3_BN;
@@ -422,9 +415,7 @@ extern "C" __global__ void __launch_bounds__(V4_THREADS, 2)
     sgemm_v4(int transa, int transb, int m, int n, int k, float alpha, const float* A, int lda,
              int stride_a, const float* B, int ldb, int stride_b, float beta, float* C, int ldc,
              int stride_c, int vec_a, int vec_b, const float* bias, int bias_mode, int relu) {
-  A += (size_t)blockIdx.z * stride_a;
-  B += (size_t)blockIdx.z * stride_b;
-  C += (size_t)blockIdx.z * stride_c;
+  batch_item(A, stride_a, B, stride_b, C, stride_c);
   sgemm_pipelined<128, 128, 8, 8, 8, V4_THREADS>(transa, transb, m, n, k, A, lda, B, ldb, C, ldc,
                                                  vec_a, vec_b,
                                                  {alpha, beta, bias, bias_mode, relu});
@@ -442,9 +433,7 @@ extern "C" __global__ void __launch_bounds__(V5_THREADS)
     sgemm_v5(int transa, int transb, int m, int n, int k, float alpha, const float* A, int lda,
              int stride_a, const float* B, int ldb, int stride_b, float beta, float* C, int ldc,
              int stride_c, int vec_a, int vec_b, const float* bias, int bias_mode, int relu) {
-  A += (size_t)blockIdx.z * stride_a;
-  B += (size_t)blockIdx.z * stride_b;
-  C += (size_t)blockIdx.z * stride_c;
+  batch_item(A, stride_a, B, stride_b, C, stride_c);
   sgemm_pipelined<32, 64, 16, 4, 4, V5_THREADS>(transa, transb, m, n, k, A, lda, B, ldb, C, ldc,
                                                 vec_a, vec_b,
                                                 {alpha, beta, bias, bias_mode, relu});
