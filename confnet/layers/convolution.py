@@ -4,7 +4,7 @@ import numpy as np
 
 from ..gpu import blas
 from ..host_blas import matmul_batches, matmul_reduce
-from ..threads import split
+from ..threads import elementwise, split
 from .base import TRAIN, Layer
 from .im2col import (
     SCRATCH,
@@ -397,8 +397,7 @@ class Convolution(Layer):
                 continue
             part = SCRATCH.get("conv_row_part", out.shape, out.dtype) if part is None else part
             np.matmul(weights[a], window, out=part)
-            split(r, lambda lo, hi, p=part: np.add(out[:, lo:hi], p[:, lo:hi], out=out[:, lo:hi]),
-                  part.nbytes)
+            elementwise(lambda total, term: np.add(total, term, out=total), out, part)
 
     # -- layout helpers --------------------------------------------------------------------------
     def _col_shape(self, n):

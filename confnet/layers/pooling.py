@@ -281,21 +281,21 @@ class Pooling(Layer):
             scratch = SCRATCH.local()
             count = part.stop - part.start
             size = count * geo.plane_size
-            split = scratch.get("pool_phases", (len(geo.phases), size + geo.tail), x.dtype)
-            geo.split(xs[part], split, -np.inf)
+            phases = scratch.get("pool_phases", (len(geo.phases), size + geo.tail), x.dtype)
+            geo.split(xs[part], phases, -np.inf)
             best = scratch.get("pool_best", (size,), x.dtype)
             more = scratch.get("pool_more", (size,), bool)
             taken = scratch.get("pool_taken", (size,), np.int8)
             winner = self.winner[part].reshape(-1)
             (first, shift), rest = geo.offsets[0], geo.offsets[1:]
-            np.copyto(best, split[first, shift:shift + size])
+            np.copyto(best, phases[first, shift:shift + size])
             winner.fill(0)
             # A strictly greater value takes over, so a tie stays with the earlier offset
             # (row-major): the first maximum wins, as in Caffe. Offsets come in increasing k,
             # so the winner is the largest k that took over: max(winner, k * more). Masked
             # copies (copyto where=) would branch on a random mask and run ~30x slower.
             for k, (phase, shift) in enumerate(rest, 1):
-                values = split[phase, shift:shift + size]
+                values = phases[phase, shift:shift + size]
                 np.greater(values, best, out=more)
                 np.maximum(best, values, out=best)
                 np.multiply(more, np.int8(k), out=taken)

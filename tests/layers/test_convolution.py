@@ -163,12 +163,15 @@ def test_batch_first_and_batch_last_columns_agree_with_reference(monkeypatch, im
     ((3, 3), (1, 1), (1, 1), (1, 1), 1, 6),    # same size, more outputs: still flipped
     ((4, 1), (1, 0), (1, 1), (1, 1), 1, 3)])
 @pytest.mark.parametrize("stack_rows", [0, 10])
+@pytest.mark.parametrize("workers", [1, 3])
 def test_row_windows_agree_with_reference(monkeypatch, kernel, pad, stride, dilation, group,
-                                          outputs, stack_rows):
+                                          outputs, stack_rows, workers):
     # Batch-last 2-D columns with stride 1 along the rows keep only the windows along the
     # width (one product per kernel row, reading a slice of their rows, or one product of the
-    # kernel rows stacked): dilation, groups, a width stride, and both ways of computing dx.
+    # kernel rows stacked): dilation, groups, a width stride, and both ways of computing dx;
+    # the sums of the kernel rows' products split over 1 or 3 workers.
     force_layout(monkeypatch, 10**9)
+    split_every_loop(monkeypatch, workers)
     monkeypatch.setattr(convolution, "_STACK_ROWS", stack_rows)
     x = RNG.normal(size=(3, 4, 7, 6))
     w, b = RNG.normal(size=(outputs, 4 // group) + kernel), RNG.normal(size=outputs)
