@@ -3,6 +3,7 @@ one row per layer, beside the floor: the arithmetic and the bytes each layer can
 
     python tools/bench_layers_cpu.py [--net lenet|cifar10_quick] [--batch B] [--repeat 50]
                                      [--clock wall|cpu] [--threads N] [--only LAYER]
+                                     [--products] [--torch]
 
 LeNet (models/lenet, batch 64): conv1 1->20 5x5 on 28x28, pool1 MAX 2x2/2, conv2 20->50 5x5 on
 12x12, pool2 MAX 2x2/2, ip1 800->500, ip2 500->10. CIFAR-10-quick (models/cifar10_quick, batch
@@ -17,11 +18,13 @@ cpu`` measures the process's CPU time, which a busy machine disturbs less (with 
 the work done). ``--only conv2`` runs one layer, e.g. under ``valgrind --tool=callgrind`` to
 count instructions. ``--products`` adds the time of the matrix products alone: every
 numpy.matmul (and confnet/host_blas.py product) the layer's forward and backward make is
-recorded (operands as they were) and replayed on its own, so its operands are warm in the cache: the floor that BLAS sets for this
-layer's way of computing (a layer cannot be faster than its products). ``--torch`` adds PyTorch's time for the same layer (torch.nn.functional on the
-same shapes, autograd backward, PyTorch's default threads; ``pip install torch``) and the ratio
-confnet / PyTorch, timed right after confnet's. ``--threads`` sets confnet's thread count (numpy's BLAS pool and confnet's
-own workers) as ``confnet --threads`` does; without it, confnet's default (auto: the idle cores).
+recorded (operands as they were) and replayed on its own, so its operands are warm in the
+cache: the floor that BLAS sets for this layer's way of computing (a layer cannot be faster
+than its products). ``--torch`` adds PyTorch's time for the same layer (torch.nn.functional on
+the same shapes, autograd backward, PyTorch's default threads; ``pip install torch``) and the
+ratio confnet / PyTorch, timed right after confnet's. ``--threads`` sets confnet's thread count
+(numpy's BLAS pool and confnet's own workers) as ``confnet --threads`` does; without it,
+confnet's default (auto: the idle cores).
 """
 
 import argparse
@@ -42,45 +45,46 @@ from confnet.layers import TRAIN, create_layer
 from confnet.proto import confnet_pb2 as pb
 
 FILLERS = 'weight_filler { type: "xavier" } bias_filler { type: "constant" value: 0.1 }'
-LENET = [
-    ("conv1", "convolution_param { num_output: 20 kernel_size: 5 " + FILLERS + " }",
-     "Convolution", (1, 28, 28), False),
-    ("pool1", "pooling_param { pool: MAX kernel_size: 2 stride: 2 }", "Pooling", (20, 24, 24),
-     True),
-    ("conv2", "convolution_param { num_output: 50 kernel_size: 5 " + FILLERS + " }",
-     "Convolution", (20, 12, 12), True),
-    ("pool2", "pooling_param { pool: MAX kernel_size: 2 stride: 2 }", "Pooling", (50, 8, 8),
-     True),
-    ("ip1", "inner_product_param { num_output: 500 " + FILLERS + " }", "InnerProduct",
-     (50, 4, 4), True),
-    ("ip2", "inner_product_param { num_output: 10 " + FILLERS + " }", "InnerProduct", (500,),
-     True),
-]
-
-
 CIFAR_FILLERS = 'weight_filler { type: "gaussian" std: 0.01 } bias_filler { type: "constant" }'
+
+
+def conv(num, fillers, pad=0):
+    """A 5x5 convolution's (type, settings)."""
+    return "Convolution", (f"convolution_param {{ num_output: {num} kernel_size: 5 pad: {pad} "
+                           f"{fillers} }}")
+
+
+def pool(method, kernel, stride):
+    return "Pooling", f"pooling_param {{ pool: {method} kernel_size: {kernel} stride: {stride} }}"
+
+
+def ip(num, fillers):
+    return "InnerProduct", f"inner_product_param {{ num_output: {num} {fillers} }}"
+
+
+# (name, (type, settings), bottom shape without the batch, whether dx is computed)
+LENET = [
+    ("conv1", conv(20, FILLERS), (1, 28, 28), False),
+    ("pool1", pool("MAX", 2, 2), (20, 24, 24), True),
+    ("conv2", conv(50, FILLERS), (20, 12, 12), True),
+    ("pool2", pool("MAX", 2, 2), (50, 8, 8), True),
+    ("ip1", ip(500, FILLERS), (50, 4, 4), True),
+    ("ip2", ip(10, FILLERS), (500,), True),
+]
 CIFAR10_QUICK = [
-    ("conv1", "convolution_param { num_output: 32 kernel_size: 5 pad: 2 " + CIFAR_FILLERS + " }",
-     "Convolution", (3, 32, 32), False),
-    ("pool1", "pooling_param { pool: MAX kernel_size: 3 stride: 2 }", "Pooling", (32, 32, 32),
-     True),
-    ("conv2", "convolution_param { num_output: 32 kernel_size: 5 pad: 2 " + CIFAR_FILLERS + " }",
-     "Convolution", (32, 16, 16), True),
-    ("pool2", "pooling_param { pool: AVE kernel_size: 3 stride: 2 }", "Pooling", (32, 16, 16),
-     True),
-    ("conv3", "convolution_param { num_output: 64 kernel_size: 5 pad: 2 " + CIFAR_FILLERS + " }",
-     "Convolution", (32, 8, 8), True),
-    ("pool3", "pooling_param { pool: AVE kernel_size: 3 stride: 2 }", "Pooling", (64, 8, 8),
-     True),
-    ("ip1", "inner_product_param { num_output: 64 " + CIFAR_FILLERS + " }", "InnerProduct",
-     (64, 4, 4), True),
-    ("ip2", "inner_product_param { num_output: 10 " + CIFAR_FILLERS + " }", "InnerProduct", (64,),
-     True),
+    ("conv1", conv(32, CIFAR_FILLERS, pad=2), (3, 32, 32), False),
+    ("pool1", pool("MAX", 3, 2), (32, 32, 32), True),
+    ("conv2", conv(32, CIFAR_FILLERS, pad=2), (32, 16, 16), True),
+    ("pool2", pool("AVE", 3, 2), (32, 16, 16), True),
+    ("conv3", conv(64, CIFAR_FILLERS, pad=2), (32, 8, 8), True),
+    ("pool3", pool("AVE", 3, 2), (64, 8, 8), True),
+    ("ip1", ip(64, CIFAR_FILLERS), (64, 4, 4), True),
+    ("ip2", ip(10, CIFAR_FILLERS), (64,), True),
 ]
 NETS = {"lenet": (LENET, 64), "cifar10_quick": (CIFAR10_QUICK, 100)}
 
 
-def build(name, settings, type_name, shape, batch):
+def build(name, type_name, settings, shape, batch):
     param = text_format.Parse(f'name: "{name}" type: "{type_name}" {settings}',
                               pb.LayerParameter())
     layer = create_layer(param, TRAIN, np.float32)
@@ -213,10 +217,10 @@ def main():
     print(f"{'layer':8} {'forward ms':>11} {'backward ms':>12} {'total ms':>9} {'MFLOP':>8} "
           f"{'MB':>6} {'GFLOP/s':>8}{extra}")
     total_f = total_b = flops = total_products = total_torch = 0.0
-    for name, settings, type_name, shape, propagate in layers:
+    for name, (type_name, settings), shape, propagate in layers:
         if args.only and name != args.only:
             continue
-        layer, bottom, top = build(name, settings, type_name, shape, batch)
+        layer, bottom, top = build(name, type_name, settings, shape, batch)
         f = median_ms(args.repeat, clock, layer.forward, bottom, top)
         b = median_ms(args.repeat, clock, layer.backward, top, [propagate], bottom)
         mflop, mb = floor(layer, bottom, top, propagate)
